@@ -1,0 +1,312 @@
+"""`scr`: a thin command-line layer over the library API (scr.engine.Engine)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from scr.config import Settings, SettingsError
+from scr.engine import Engine
+from scr.kb import FactInput, IngestError, KBError
+from scr.llm.base import BackendError
+from scr.pipeline import QuestionError
+
+app = typer.Typer(help="Selective Contextual Reasoning: keep an LLM's answers current without touching its weights.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+kb_app = typer.Typer(help="Manage the knowledge base of updated facts.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+models_app = typer.Typer(help="Prepare the embedded models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+USER_ERRORS = (KBError, IngestError, QuestionError, SettingsError, BackendError, ValueError, FileNotFoundError)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    kb: Optional[Path] = typer.Option(None, "--kb", help="knowledge-base directory [env SCR_KB_DIR]"),
+    config: Optional[Path] = typer.Option(None, "--config", help="settings file (TOML) [env SCR_CONFIG]"),
+    store: Optional[str] = typer.Option(None, "--store", help="vector store: faiss or chroma"),
+    chroma_url: Optional[str] = typer.Option(None, "--chroma-url", help="Chroma server URL"),
+    llm: Optional[str] = typer.Option(None, "--llm", help="LLM: embedded default, HF id or folder"),
+    embedder: Optional[str] = typer.Option(None, "--embedder", help="sentence-embedding model"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="transformers or vllm"),
+    vllm_url: Optional[str] = typer.Option(None, "--vllm-url", help="vLLM OpenAI-compatible base URL"),
+    k: Optional[int] = typer.Option(None, "--k", help="facts retrieved per question"),
+    scope_mode: Optional[str] = typer.Option(None, "--scope-mode", help="default, similarity, llm or paper"),
+    scope_threshold: Optional[float] = typer.Option(None, "--scope-threshold", help="key-similarity threshold"),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="answer length limit"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ..."),
+) -> None:
+    overrides = dict(kb_dir=kb, store=store, chroma_url=chroma_url, llm=llm, embedder=embedder, backend=backend,
+                     vllm_url=vllm_url, k=k, scope_mode=scope_mode, scope_threshold=scope_threshold,
+                     max_new_tokens=max_new_tokens, device=device)
+    ctx.obj = {"config": config, "overrides": overrides}
+
+
+def _settings(ctx: typer.Context, **extra) -> Settings:
+    overrides = dict(ctx.obj["overrides"])
+    overrides.update({k: v for k, v in extra.items() if v is not None})
+    return Settings.load(ctx.obj["config"], **overrides)
+
+
+@contextmanager
+def _engine(ctx: typer.Context, **extra) -> Iterator[Engine]:
+    """An Engine for one command; user errors become a one-line message and exit code 1."""
+    engine = None
+    try:
+        engine = Engine(_settings(ctx, **extra))
+        yield engine
+    except USER_ERRORS as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(1)
+    finally:
+        if engine is not None:
+            engine.close()
+
+
+@contextmanager
+def _progress(label: str):
+    """A progress callback (done, total) drawn on stderr."""
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err,
+                  transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+
+
+# ----- kb ---------------------------------------------------------------------------------------------------
+@kb_app.command("add")
+def kb_add(
+    ctx: typer.Context,
+    files: List[Path] = typer.Argument(None, help=".jsonl, .csv, .txt or .md files"),
+    text: Optional[str] = typer.Option(None, "--text", help="add one fact given on the command line"),
+    subject: Optional[str] = typer.Option(None, "--subject"),
+    relation: Optional[str] = typer.Option(None, "--relation"),
+    obj: Optional[str] = typer.Option(None, "--object"),
+    supersedes: Optional[str] = typer.Option(None, "--supersedes", help="id of the fact the new one replaces"),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="store the valid lines, report the rest"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Ingest facts from files (all or nothing per run), or one fact with --text."""
+    if not files and not text:
+        err.print("error: give one or more FILES or --text")
+        raise typer.Exit(2)
+    with _engine(ctx) as engine, _progress("embedding") as progress:
+        if text:
+            if files:
+                raise IngestError("give either FILES or --text, not both")
+            fact = FactInput(text=text, subject=subject, relation=relation, object=obj, supersedes=supersedes,
+                             source="cli")
+            report = engine.add_facts([fact], progress=progress)
+        else:
+            if supersedes:
+                raise IngestError("--supersedes applies to a single --text fact; in files use a 'supersedes' field")
+            report = engine.ingest(files, skip_invalid=skip_invalid, progress=progress)
+    if as_json:
+        _print_json({"added": [f.id for f in report.added], "duplicates": len(report.duplicates),
+                     "superseded": [list(p) for p in report.superseded], "errors": report.errors})
+        return
+    out.print(f"added {len(report.added)} fact(s), skipped {len(report.duplicates)} duplicate(s), "
+              f"superseded {len(report.superseded)}")
+    for old, new in report.superseded:
+        out.print(f"  {old} superseded by {new}")
+    for problem in report.errors:
+        err.print(f"skipped invalid line: {problem}", highlight=False)
+    if len(report.added) == 1:
+        out.print(f"id: {report.added[0].id}")
+
+
+@kb_app.command("list")
+def kb_list(ctx: typer.Context, all_: bool = typer.Option(False, "--all", help="include superseded and retracted"),
+            limit: Optional[int] = typer.Option(None, "--limit"), as_json: bool = typer.Option(False, "--json")) -> None:
+    """List facts (active ones unless --all)."""
+    with _engine(ctx) as engine:
+        facts = engine.kb().list(status=None if all_ else "active", limit=limit)
+    if as_json:
+        for fact in facts:
+            _print_json(fact.model_dump(mode="json"))
+        return
+    table = Table("id", "status", "text", show_lines=False)
+    for fact in facts:
+        table.add_row(fact.id, fact.status, fact.text)
+    out.print(table)
+    out.print(f"{len(facts)} fact(s)")
+
+
+@kb_app.command("show")
+def kb_show(ctx: typer.Context, fact_id: str) -> None:
+    """Show one fact as JSON."""
+    with _engine(ctx) as engine:
+        fact = engine.kb().get(fact_id)
+    _print_json(fact.model_dump(mode="json"))
+
+
+@kb_app.command("history")
+def kb_history(ctx: typer.Context, fact_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """The supersession chain through a fact, with every event."""
+    with _engine(ctx) as engine:
+        chain = engine.kb().history(fact_id)
+    if as_json:
+        _print_json([{"fact": f.model_dump(mode="json"), "events": [e.model_dump(mode="json") for e in ev]}
+                     for f, ev in chain])
+        return
+    for fact, events in chain:
+        out.print(f"[bold]{fact.id}[/bold] ({fact.status}): {fact.text}", highlight=False)
+        for event in events:
+            detail = f" ({event.detail})" if event.detail else ""
+            out.print(f"    {event.at.isoformat(timespec='seconds')}  {event.event}{detail}", highlight=False)
+
+
+@kb_app.command("retract")
+def kb_retract(ctx: typer.Context, fact_id: str, reason: Optional[str] = typer.Option(None, "--reason")) -> None:
+    """Remove a fact from retrieval (kept in history)."""
+    with _engine(ctx) as engine:
+        engine.retract(fact_id, reason)
+    out.print(f"retracted {fact_id}")
+
+
+@kb_app.command("supersede")
+def kb_supersede(ctx: typer.Context, fact_id: str, text: str = typer.Option(..., "--text"),
+                 subject: Optional[str] = typer.Option(None, "--subject"),
+                 relation: Optional[str] = typer.Option(None, "--relation"),
+                 obj: Optional[str] = typer.Option(None, "--object")) -> None:
+    """Replace a fact with a newer one."""
+    with _engine(ctx) as engine:
+        report = engine.supersede(fact_id, FactInput(text=text, subject=subject, relation=relation, object=obj,
+                                                     source="cli"))
+    out.print(f"{fact_id} superseded by {report.added[0].id}")
+
+
+@kb_app.command("search")
+def kb_search(ctx: typer.Context, query: str, k: Optional[int] = typer.Option(None, "--k"),
+              as_json: bool = typer.Option(False, "--json")) -> None:
+    """Retrieve the facts nearest to a query (no LLM)."""
+    with _engine(ctx) as engine:
+        if not query.strip():
+            raise QuestionError("query is empty")
+        hits = engine.search(query, k)
+    if as_json:
+        _print_json([h.model_dump() for h in hits])
+        return
+    table = Table("id", "score", "key score", "text")
+    for h in hits:
+        table.add_row(h.id, f"{h.score:.3f}", f"{h.key_score:.3f}", h.text)
+    out.print(table)
+
+
+# ----- ask ----------------------------------------------------------------------------------------------------
+def _answer_json(answer) -> dict:
+    return {"question": answer.question, "answer": answer.answer, "in_scope": answer.in_scope,
+            "facts": [f.model_dump() for f in answer.facts], "timings": answer.timings}
+
+
+@app.command()
+def ask(
+    ctx: typer.Context,
+    question: Optional[str] = typer.Argument(None, help="the question (or --file)"),
+    file: Optional[Path] = typer.Option(None, "--file", help="one question per line (batch)"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per question"),
+    base: bool = typer.Option(False, "--base", help="also show the unmodified model's answer"),
+) -> None:
+    """Answer with updated knowledge where a stored fact applies, as before otherwise."""
+    with _engine(ctx) as engine:
+        if file is not None:
+            if question is not None:
+                raise QuestionError("give a QUESTION or --file, not both")
+            if not file.exists():
+                raise FileNotFoundError(f"questions file not found: {file}")
+            questions = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+            if not questions:
+                raise QuestionError(f"{file} holds no questions")
+        elif question is not None:
+            questions = [question]
+        else:
+            raise QuestionError("give a QUESTION or --file")
+        answers = engine.ask_batch(questions)
+        base_answers = engine.base_answers(questions) if base else None
+    for n, answer in enumerate(answers):
+        if as_json:
+            record = _answer_json(answer)
+            if base_answers is not None:
+                record["base_answer"] = base_answers[n]
+            _print_json(record)
+            continue
+        out.print(answer.answer, highlight=False, markup=False)
+        used = f"fact {answer.facts[0].id}: {answer.facts[0].text}" if answer.facts else "no stored fact applies"
+        err.print(f"[dim]({used})[/dim]", highlight=False)
+        if base_answers is not None:
+            err.print(f"[dim]unmodified model: {base_answers[n]}[/dim]", highlight=False)
+
+
+# ----- quick start -------------------------------------------------------------------------------------------
+def _sample_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "knowledge_base"
+
+
+@app.command()
+def quickstart(
+    ctx: typer.Context,
+    sample: Path = typer.Option(None, "--sample", help="sample folder (facts.jsonl, updates.jsonl, questions.jsonl)"),
+) -> None:
+    """Ingest the sample knowledge base and compare the unmodified model with SCR on its questions."""
+    sample = sample or _sample_dir()
+    questions = [json.loads(line) for line in (sample / "questions.jsonl").read_text().splitlines() if line.strip()]
+    with tempfile.TemporaryDirectory(prefix="scr-quickstart-") as tmp:
+        extra = {} if ctx.obj["overrides"].get("kb_dir") else {"kb_dir": Path(tmp) / "kb"}
+        with _engine(ctx, **extra) as engine:
+            kb_dir = engine.settings.kb_dir
+            with _progress("ingesting sample facts") as progress:
+                first = engine.ingest([sample / "facts.jsonl"], progress=progress)
+                later = engine.ingest([sample / "updates.jsonl"], progress=progress)
+            out.print(f"knowledge base {kb_dir}: {len(first.added)} facts, then {len(later.added)} updates "
+                      f"({len(later.superseded)} superseded older facts)")
+            texts = [q["question"] for q in questions]
+            with err.status("answering with the unmodified model and with SCR..."):
+                base_answers = engine.base_answers(texts)
+                answers = engine.ask_batch(texts)
+    table = Table("question", "unmodified model", "SCR", "fact used", show_lines=True)
+    updated = unchanged = 0
+    for q, b, a in zip(questions, base_answers, answers):
+        table.add_row(q["question"], b, a.answer, a.facts[0].text if a.facts else "-")
+        if q.get("expect") and q["expect"].lower() in a.answer.lower():
+            updated += 1
+        if not q.get("expect") and not a.in_scope and a.answer == b:
+            unchanged += 1
+    out.print(table)
+    n_in = sum(1 for q in questions if q.get("expect"))
+    out.print(f"updated answers: {updated}/{n_in} in-scope questions; "
+              f"unchanged answers: {unchanged}/{len(questions) - n_in} out-of-scope questions")
+
+
+@models_app.command("prepare")
+def models_prepare() -> None:
+    """Convert the embedded SmolLM2 to a safetensors cache and check both embedded models load."""
+    from scr.models import DEFAULT_EMBEDDER, export_smollm2, resolve_embedder
+
+    with err.status("converting SmolLM2-135M-Instruct (once)..."):
+        path = export_smollm2()
+    out.print(f"LLM: {path}")
+    out.print(f"embedder: {resolve_embedder(DEFAULT_EMBEDDER)}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,98 @@
+"""One settings object for the whole system.
+
+Precedence, lowest to highest: defaults < settings file (TOML) < environment variables (SCR_*) < explicit
+overrides (CLI flags, API arguments). The settings file is ``--config FILE``, else ``$SCR_CONFIG``, else
+``scr.toml`` inside the knowledge-base directory when it exists.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from scr.models import DEFAULT_EMBEDDER, DEFAULT_LLM
+
+ScopeMode = Literal["default", "paper", "llm", "similarity"]
+StoreKind = Literal["faiss", "chroma"]
+BackendKind = Literal["transformers", "vllm"]
+
+
+class SettingsError(ValueError):
+    pass
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    kb_dir: Path = Field(Path("./kb"), description="knowledge-base directory")
+    store: StoreKind = Field("faiss", description="vector store: faiss (embedded) or chroma")
+    chroma_url: str | None = Field(None, description="Chroma server URL (http://host:port); else PersistentClient")
+
+    llm: str = Field(DEFAULT_LLM, description="LLM name: embedded default, a Hugging Face id, or a local folder")
+    embedder: str = Field(DEFAULT_EMBEDDER, description="sentence-embedding model name or folder")
+    backend: BackendKind = Field("transformers", description="LLM backend: in-process transformers or vLLM")
+    vllm_url: str = Field("http://127.0.0.1:8000/v1", description="vLLM OpenAI-compatible base URL")
+    vllm_model: str | None = Field(None, description="model name served by vLLM (default: the server's only one)")
+    vllm_api_key: str | None = Field(None, description="API key for the vLLM server, if it requires one")
+    request_timeout_s: float = Field(60.0, gt=0)
+    device: str = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    batch_size: int = Field(16, ge=1, description="generation batch size of the in-process backend")
+
+    k: int = Field(5, ge=1, le=100, description="facts retrieved per question")
+    scope_mode: ScopeMode = Field("default", description="scope check: default, paper, llm, similarity")
+    scope_threshold: float = Field(
+        0.59, ge=-1.0, le=1.0,
+        description="cosine(question, fact key) at or above which a fact is in scope (evals/results/scope_calibration.md)",
+    )
+    max_new_tokens: int = Field(48, ge=1, le=4096, description="answer length limit in tokens")
+    max_question_chars: int = Field(4000, ge=1, description="longer questions are rejected")
+
+    @field_validator("kb_dir", mode="before")
+    @classmethod
+    def _expand(cls, value: Any) -> Any:
+        return Path(value).expanduser() if isinstance(value, (str, Path)) else value
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides: Any) -> "Settings":
+        """Merge file, environment and overrides (None overrides are ignored so CLI defaults don't mask)."""
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        values: dict[str, Any] = {}
+        path = config_file or os.environ.get("SCR_CONFIG")
+        if path is None:
+            kb_dir = overrides.get("kb_dir") or os.environ.get("SCR_KB_DIR")
+            candidate = Path(kb_dir).expanduser() / "scr.toml" if kb_dir else None
+            path = candidate if candidate and candidate.exists() else None
+        if path is not None:
+            values.update(_read_toml(Path(path)))
+        values.update(_from_env())
+        values.update(overrides)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise SettingsError(f"invalid settings: {problems}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise SettingsError(f"settings file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from None
+    # Allow either top-level keys or an [scr] table.
+    return dict(data.get("scr", data))
+
+
+def _from_env() -> dict[str, Any]:
+    values = {}
+    for name in Settings.model_fields:
+        env = os.environ.get(f"SCR_{name.upper()}")
+        if env is not None and env != "":
+            values[name] = env
+    return values

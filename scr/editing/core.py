@@ -1,0 +1,104 @@
+"""The locate-then-edit driver shared by MEMIT, AlphaEdit and CoME.
+
+For a batch of requests:
+  1. z*_i = h_i + delta_i at the last edited layer L (``target_value``; CoME overrides it),
+  2. for each edited layer l, low to high:
+       K1 = keys at l (recomputed: edits below l change them),
+       R  = (z* - h_L now) / (number of layers left)   -- the residual is spread over the remaining layers,
+       W_out(l) += solve(l, K1, R)                     -- the least-squares step; MEMIT/AlphaEdit differ here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from scr.editing.base import Editor
+from scr.editing.covariance import key_covariances
+from scr.editing.hparams import LocateEditHparams
+from scr.editing.keys import compute_keys, residual_at_subject
+from scr.editing.presets import Architecture, detect_architecture
+from scr.editing.prompts import generate_context_templates
+from scr.editing.request import EditRequest
+from scr.editing.values import optimise_delta
+
+
+class LocateThenEditEditor(Editor):
+    hparams: LocateEditHparams
+
+    def __init__(self, model, tokenizer, hparams: LocateEditHparams, arch: Architecture | None = None):
+        super().__init__(model, tokenizer, hparams)
+        self.arch = arch or detect_architecture(model)
+        n_layers = self.arch.n_layers(model)
+        if not hparams.layers or any(not 0 <= l < n_layers for l in hparams.layers):
+            raise ValueError(f"layers {hparams.layers} out of range for a {n_layers}-layer model")
+        self.layers = sorted(hparams.layers)
+        self._originals: dict[int, torch.Tensor] = {}  # W_out before our first edit, per layer
+        self._context_templates: list[str] | None = None
+        self._cov: dict[int, torch.Tensor] | None = None
+
+    # --- lazily computed, reused across apply() calls -------------------------------------------------
+    def context_templates(self) -> list[str]:
+        if self._context_templates is None:
+            hp = self.hparams
+            self._context_templates = generate_context_templates(
+                self.model, self.tokenizer, hp.context_template_count, hp.context_template_tokens,
+                hp.context_template_seed)
+        return self._context_templates
+
+    def covariances(self) -> dict[int, torch.Tensor]:
+        """C0 per edited layer, from the unedited model (computed before our first weight change)."""
+        if self._cov is None:
+            self._cov = key_covariances(self.model, self.tokenizer, self.arch, self.layers,
+                                        self.hparams.covariance)
+        return self._cov
+
+    # --- the strategy points ----------------------------------------------------------------------
+    def target_value(self, request: EditRequest, templates: list[str]) -> tuple[torch.Tensor, dict]:
+        """z* for one request and a dict of diagnostics."""
+        v = optimise_delta(self.model, self.tokenizer, self.arch, self.hparams, request, request.target_new,
+                           templates, self.layers[-1], self.hparams.v_num_grad_steps)
+        return v.h + v.delta, {"nll": v.nll, "steps": v.steps, "delta_norm": v.delta.norm().item()}
+
+    def solve(self, index: int, layer: int, keys: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
+        """The update of W_out at ``layer`` [out, in], from keys [in, n] and residuals [out, n] (float64)."""
+        raise NotImplementedError
+
+    def after_update(self, index: int, layer: int, keys: torch.Tensor) -> None:
+        """Called after W_out at ``layer`` changed (AlphaEdit remembers the keys here)."""
+
+    # --- the driver ---------------------------------------------------------------------------------
+    def _apply(self, requests: list[EditRequest]) -> list[dict]:
+        self.covariances()
+        details = []
+        for start in range(0, len(requests), self.hparams.batch_size):
+            details += self._edit_batch(requests[start : start + self.hparams.batch_size])
+        return details
+
+    def _edit_batch(self, requests: list[EditRequest]) -> list[dict]:
+        templates = self.context_templates()
+        last = self.layers[-1]
+        values = [self.target_value(r, templates) for r in requests]
+        z_star = torch.stack([z for z, _ in values])  # [n, hidden]
+        for index, layer in enumerate(self.layers):
+            keys = compute_keys(self.model, self.tokenizer, self.arch, layer, requests, templates)
+            current = residual_at_subject(self.model, self.tokenizer, self.arch, last, requests, templates)
+            resid = (z_star - current) / (len(self.layers) - index)
+            update = self.solve(index, layer, keys.T.double(), resid.T.double())
+            weight = self.arch.weight(self.model, layer)
+            if layer not in self._originals:
+                self._originals[layer] = weight.detach().clone()
+            with torch.no_grad():
+                weight.add_(update.to(weight.dtype).to(weight.device))
+            self.after_update(index, layer, keys.T.double())
+        return [d for _, d in values]
+
+    def _restore(self) -> None:
+        with torch.no_grad():
+            for layer, original in self._originals.items():
+                self.arch.weight(self.model, layer).copy_(original)
+        self._originals.clear()
+
+    def weight_delta(self, layer: int) -> torch.Tensor:
+        """W_out(layer) now minus before our first edit ([out, in]; zeros if never edited)."""
+        weight = self.arch.weight(self.model, layer).detach()
+        return weight - self._originals[layer] if layer in self._originals else torch.zeros_like(weight)

@@ -1,0 +1,105 @@
+"""The library API: one object that the CLI, the HTTP API and the evaluator all use.
+
+Models load lazily, so knowledge-base commands that neither embed nor generate stay fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from scr.config import Settings
+from scr.kb import FactInput, IngestReport, KnowledgeBase, parse_file
+from scr.kb.embed import Embedder
+from scr.kb.ingest import IngestError
+from scr.llm import LLMBackend, make_backend
+from scr.models import set_offline_env
+from scr.pipeline import Answer, SCRPipeline
+from scr.scope import make_scope_checker
+
+
+class Engine:
+    def __init__(self, settings: Settings | None = None, backend: LLMBackend | None = None,
+                 embedder: Embedder | None = None):
+        set_offline_env()
+        self.settings = settings or Settings()
+        self._backend = backend
+        self._embedder = embedder
+        self._kb: KnowledgeBase | None = None
+
+    # Lazily built parts ----------------------------------------------------------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = Embedder(self.settings.embedder, device=self.settings.device)
+        return self._embedder
+
+    @property
+    def backend(self) -> LLMBackend:
+        if self._backend is None:
+            self._backend = make_backend(self.settings)
+        return self._backend
+
+    def kb(self, create: bool = False) -> KnowledgeBase:
+        if self._kb is None:
+            s = self.settings
+            self._kb = KnowledgeBase(s.kb_dir, embedder=lambda: self.embedder, embedder_name=s.embedder,
+                                     store=s.store, chroma_url=s.chroma_url, create=create)
+        return self._kb
+
+    @property
+    def pipeline(self) -> SCRPipeline:
+        s = self.settings
+        scope = make_scope_checker(s.scope_mode, self.backend, s.scope_threshold)
+        return SCRPipeline(self.kb(create=True), self.backend, scope, k=s.k, max_new_tokens=s.max_new_tokens,
+                           max_question_chars=s.max_question_chars)
+
+    # Knowledge base ----------------------------------------------------------------------------------------
+    def ingest(self, paths: Sequence[str | Path], skip_invalid: bool = False, progress=None) -> IngestReport:
+        """Parse every file first (all or nothing unless skip_invalid), then store them in one write."""
+        facts: list[FactInput] = []
+        errors: list[str] = []
+        for path in paths:
+            parsed = parse_file(path, skip_invalid=skip_invalid)
+            facts.extend(parsed.facts)
+            errors.extend(parsed.errors)
+        if not facts:
+            if errors:
+                raise IngestError("no valid facts: " + "; ".join(errors[:5]))
+            raise IngestError("no facts found in " + ", ".join(map(str, paths)))
+        report = self.add_facts(facts, progress=progress)
+        report.errors = errors
+        return report
+
+    def add_facts(self, facts: Iterable[FactInput | dict], progress=None) -> IngestReport:
+        records = [f if isinstance(f, FactInput) else FactInput(**f) for f in facts]
+        return self.kb(create=True).add(records, progress=progress)
+
+    def retract(self, fact_id: str, reason: str | None = None):
+        return self.kb().retract(fact_id, reason)
+
+    def supersede(self, fact_id: str, new: FactInput | dict) -> IngestReport:
+        return self.kb().supersede(fact_id, new if isinstance(new, FactInput) else FactInput(**new))
+
+    def search(self, query: str, k: int | None = None):
+        return self.kb().search([query], k or self.settings.k)[0]
+
+    # Questions ------------------------------------------------------------------------------------------
+    def ask(self, question: str) -> Answer:
+        return self.pipeline.ask(question)
+
+    def ask_batch(self, questions: Sequence[str]) -> list[Answer]:
+        return self.pipeline.ask_batch(questions)
+
+    def base_answers(self, questions: Sequence[str]) -> list[str]:
+        """The unmodified model's answers, for comparison."""
+        from scr.pipeline import base_prompt, check_questions
+
+        checked = check_questions(questions, self.settings.max_question_chars)
+        return self.backend.generate([base_prompt(q) for q in checked], self.settings.max_new_tokens)
+
+    def close(self) -> None:
+        if self._kb is not None:
+            self._kb.close()
+        if self._backend is not None:
+            self._backend.close()

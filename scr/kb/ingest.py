@@ -1,0 +1,155 @@
+"""Read facts from JSONL, CSV and plain-text / Markdown documents.
+
+Parsing is all-or-nothing per file: the first bad line raises an error naming file and line, unless
+``skip_invalid`` asks to keep the valid lines and report the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from scr.kb.records import FactInput
+
+
+class IngestError(ValueError):
+    pass
+
+
+@dataclass
+class ParsedFile:
+    path: Path
+    facts: list[FactInput] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors())
+
+
+def _record(path: Path, line: int, data: object, out: ParsedFile, skip_invalid: bool) -> None:
+    try:
+        if not isinstance(data, dict):
+            raise IngestError(f"expected an object with a 'text' field, got {type(data).__name__}")
+        fact = FactInput(**{k: v for k, v in data.items()})
+        if fact.source is None:
+            fact.source = f"{path.name}:{line}"
+        out.facts.append(fact)
+    except (ValidationError, IngestError, TypeError) as exc:
+        message = _describe(exc) if isinstance(exc, ValidationError) else str(exc)
+        problem = f"{path}:{line}: {message}"
+        if not skip_invalid:
+            raise IngestError(problem) from None
+        out.errors.append(problem)
+
+
+def parse_jsonl(path: Path, skip_invalid: bool = False) -> ParsedFile:
+    out = ParsedFile(path)
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problem = f"{path}:{number}: invalid JSON ({exc.msg})"
+                if not skip_invalid:
+                    raise IngestError(problem) from None
+                out.errors.append(problem)
+                continue
+            _record(path, number, data, out, skip_invalid)
+    return out
+
+
+def parse_csv(path: Path, skip_invalid: bool = False) -> ParsedFile:
+    out = ParsedFile(path)
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or "text" not in reader.fieldnames:
+            raise IngestError(f"{path}:1: CSV header must have a 'text' column (found {reader.fieldnames})")
+        for row in reader:
+            number = reader.line_num
+            if None in row:  # more cells than header columns
+                problem = f"{path}:{number}: {len(row[None])} more cell(s) than the header's columns"
+                if not skip_invalid:
+                    raise IngestError(problem)
+                out.errors.append(problem)
+                continue
+            _record(path, number, {k: v for k, v in row.items() if v not in (None, "")}, out, skip_invalid)
+    return out
+
+
+# A sentence ends at . ! or ? followed by whitespace and an upper-case letter, digit or quote; common
+# abbreviations ("Dr.", "e.g.") and initials ("J. R. R.") do not end one.
+_NOT_AFTER = ["[A-Z]", "Dr", "Mr", "Ms", "Mrs", "St", "No", "e\\.g", "i\\.e", "vs", "etc"]
+_SENTENCE_END = re.compile(
+    r"(?<=[.!?])" + "".join(rf"(?<!\b{a}\.)" for a in _NOT_AFTER) + r"\s+(?=[\"'(\[A-Z0-9])"
+)
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+
+
+def _markdown_blocks(text: str) -> list[str]:
+    """Paragraphs of prose: code blocks, headings and tables dropped, list markers and emphasis removed."""
+    text = re.sub(r"```.*?```", "\n\n", text, flags=re.S)
+    blocks = []
+    for block in re.split(r"\n\s*\n", text):
+        lines = []
+        for line in block.splitlines():
+            stripped = line.strip()
+            if not stripped or stripped.startswith(("#", "|", "<!--")) or set(stripped) <= set("-=*_ "):
+                if lines and stripped.startswith("#"):
+                    blocks.append(" ".join(lines))
+                    lines = []
+                continue
+            stripped = re.sub(r"^([-*+]|\d+[.)])\s+", "", stripped)  # list item markers
+            stripped = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", stripped)  # links -> their text
+            stripped = re.sub(r"[*_`]{1,3}([^*_`]+)[*_`]{1,3}", r"\1", stripped)  # emphasis, inline code
+            if re.match(r"^([-*+]|\d+[.)])\s", line.strip()) and lines:
+                blocks.append(" ".join(lines))  # each list item is its own block
+                lines = []
+            lines.append(stripped)
+        if lines:
+            blocks.append(" ".join(lines))
+    return blocks
+
+
+def parse_document(path: Path) -> ParsedFile:
+    out = ParsedFile(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    number = 0
+    for block in _markdown_blocks(text):
+        for sentence in split_sentences(block):
+            if len(sentence) < 3 or not re.search(r"[A-Za-z]", sentence):
+                continue
+            number += 1
+            out.facts.append(FactInput(text=sentence[:4000], source=f"{path.name}#s{number}"))
+    if not out.facts:
+        raise IngestError(f"{path}: no sentences found")
+    return out
+
+
+def parse_file(path: str | Path, skip_invalid: bool = False) -> ParsedFile:
+    path = Path(path)
+    if not path.exists():
+        raise IngestError(f"{path}: file not found")
+    if path.is_dir():
+        raise IngestError(f"{path}: is a directory, expected a .jsonl, .csv, .txt or .md file")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return parse_jsonl(path, skip_invalid)
+    if suffix == ".csv":
+        return parse_csv(path, skip_invalid)
+    if suffix in (".txt", ".md", ".markdown", ".text"):
+        return parse_document(path)
+    raise IngestError(f"{path}: unsupported file type '{suffix}' (use .jsonl, .csv, .txt or .md)")

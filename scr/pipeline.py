@@ -1,0 +1,96 @@
+"""SCR: retrieve the top-k facts, decide scope, answer with the chosen fact in context (or as before)."""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+from pydantic import BaseModel, Field
+
+from scr import prompts
+from scr.kb.records import FactHit
+from scr.kb.store import KnowledgeBase
+from scr.llm.base import LLMBackend, as_chat
+from scr.scope import ScopeChecker
+
+
+class QuestionError(ValueError):
+    pass
+
+
+class Answer(BaseModel):
+    question: str
+    answer: str
+    in_scope: bool
+    facts: list[FactHit] = Field(default_factory=list, description="the fact(s) used for the answer")
+    candidates: list[FactHit] = Field(default_factory=list, description="the facts retrieved")
+    timings: dict[str, float] = Field(default_factory=dict, description="seconds per stage (of the batch call)")
+    scope_output: str | None = None
+
+
+def check_questions(questions: Sequence[str], max_chars: int) -> list[str]:
+    """Reject empty, oversized or non-text questions with a message naming the problem."""
+    if isinstance(questions, str):
+        raise QuestionError("expected a list of questions, got a single string")
+    checked = []
+    for n, q in enumerate(questions):
+        where = f"question {n + 1}" if len(questions) > 1 else "question"
+        if not isinstance(q, str):
+            raise QuestionError(f"{where} must be text, got {type(q).__name__}")
+        if not q.strip():
+            raise QuestionError(f"{where} is empty")
+        if len(q) > max_chars:
+            raise QuestionError(f"{where} is {len(q)} characters long; the limit is {max_chars}")
+        checked.append(q.strip())
+    return checked
+
+
+def base_prompt(question: str):
+    """How the unmodified model is asked: the question alone, in its chat template."""
+    return as_chat(question)
+
+
+class SCRPipeline:
+    def __init__(self, kb: KnowledgeBase, backend: LLMBackend, scope: ScopeChecker, k: int = 5,
+                 max_new_tokens: int = 48, max_question_chars: int = 4000):
+        self.kb = kb
+        self.backend = backend
+        self.scope = scope
+        self.k = k
+        self.max_new_tokens = max_new_tokens
+        self.max_question_chars = max_question_chars
+
+    def ask(self, question: str) -> Answer:
+        return self.ask_batch([question])[0]
+
+    def ask_batch(self, questions: Sequence[str]) -> list[Answer]:
+        questions = check_questions(questions, self.max_question_chars)
+        if not questions:
+            return []
+        t0 = time.perf_counter()
+        candidates = self.kb.search(questions, self.k)
+        t1 = time.perf_counter()
+        decisions = self.scope.decide(questions, candidates)
+        t2 = time.perf_counter()
+        in_scope = [n for n, d in enumerate(decisions) if d.in_scope]
+        out_scope = [n for n, d in enumerate(decisions) if not d.in_scope]
+        answers = [""] * len(questions)
+        # Out-of-scope questions go to the model exactly as the unmodified model gets them; they are
+        # generated in their own call so that their batch holds nothing but plain questions.
+        if out_scope:
+            texts = self.backend.generate([base_prompt(questions[n]) for n in out_scope], self.max_new_tokens)
+            for n, text in zip(out_scope, texts):
+                answers[n] = text
+        if in_scope:
+            chats = [as_chat(prompts.paper_answer(candidates[n][decisions[n].fact_index].text, questions[n]))
+                     for n in in_scope]
+            for n, text in zip(in_scope, self.backend.generate(chats, self.max_new_tokens)):
+                answers[n] = text
+        t3 = time.perf_counter()
+        timings = {"retrieve_s": t1 - t0, "scope_s": t2 - t1, "answer_s": t3 - t2, "total_s": t3 - t0}
+        return [
+            Answer(question=q, answer=answers[n], in_scope=decisions[n].in_scope,
+                   facts=[candidates[n][decisions[n].fact_index]] if decisions[n].in_scope else [],
+                   candidates=candidates[n], timings=timings, scope_output=decisions[n].raw)
+            for n, q in enumerate(questions)
+        ]

@@ -1,0 +1,138 @@
+"""Scope check: does a stored fact answer this question, and which one?
+
+Strategies (``Settings.scope_mode``):
+  default     a calibrated similarity gate between the question and each fact's KEY (the fact without its
+              answer) decides in/out of scope; when several facts pass, the LLM picks one by constrained
+              choice. Small models choose well among candidates but never say "none", so the in/out
+              decision is not left to them.
+  similarity  the gate alone: the best-scoring fact above the threshold.
+  llm         constrained choice among all retrieved facts or "none": the LLM alone decides.
+  paper       the SCR paper's free-text prompt and parsing, kept faithful for comparison.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from scr import prompts
+from scr.kb.records import FactHit
+from scr.llm.base import LLMBackend, as_chat
+
+
+@dataclass
+class ScopeDecision:
+    fact_index: int | None  # index into the question's candidates; None = out of scope
+    raw: str | None = None  # the LLM's own output where it produced text (paper mode)
+
+    @property
+    def in_scope(self) -> bool:
+        return self.fact_index is not None
+
+
+class ScopeChecker(Protocol):
+    def decide(self, questions: Sequence[str], candidates: Sequence[list[FactHit]]) -> list[ScopeDecision]: ...
+
+
+def _choose(backend: LLMBackend, questions, fact_lists: list[list[str]], allow_none: bool) -> list[int | None]:
+    """Ask the LLM for a fact number (1-based in the prompt); returns 0-based indexes, None for "none"."""
+    chat = [as_chat(prompts.choose_fact(facts, q, allow_none)) for q, facts in zip(questions, fact_lists)]
+    options = [[str(i) for i in range(1, len(facts) + 1)] + (["none"] if allow_none else []) for facts in fact_lists]
+    picked = backend.choose(chat, options)
+    return [None if allow_none and p == len(facts) else p for p, facts in zip(picked, fact_lists)]
+
+
+class SimilarityScope:
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def decide(self, questions, candidates):
+        out = []
+        for hits in candidates:
+            best = max(range(len(hits)), key=lambda i: hits[i].key_score, default=None)
+            ok = best is not None and hits[best].key_score >= self.threshold
+            out.append(ScopeDecision(best if ok else None))
+        return out
+
+
+class GatedChoiceScope:
+    def __init__(self, backend: LLMBackend, threshold: float):
+        self.backend = backend
+        self.threshold = threshold
+
+    def decide(self, questions, candidates):
+        decisions: list[ScopeDecision] = [ScopeDecision(None) for _ in questions]
+        ask, ask_q, ask_facts = [], [], []
+        for n, hits in enumerate(candidates):
+            eligible = [i for i, h in enumerate(hits) if h.key_score >= self.threshold]
+            if len(eligible) == 1:
+                decisions[n] = ScopeDecision(eligible[0])
+            elif len(eligible) > 1:
+                ask.append((n, eligible))
+                ask_q.append(questions[n])
+                ask_facts.append([hits[i].text for i in eligible])
+        if ask:
+            for (n, eligible), picked in zip(ask, _choose(self.backend, ask_q, ask_facts, allow_none=False)):
+                decisions[n] = ScopeDecision(eligible[picked])
+        return decisions
+
+
+class LLMChoiceScope:
+    def __init__(self, backend: LLMBackend):
+        self.backend = backend
+
+    def decide(self, questions, candidates):
+        decisions = [ScopeDecision(None) for _ in questions]
+        todo = [n for n, hits in enumerate(candidates) if hits]
+        if todo:
+            picked = _choose(self.backend, [questions[n] for n in todo],
+                             [[h.text for h in candidates[n]] for n in todo], allow_none=True)
+            for n, p in zip(todo, picked):
+                decisions[n] = ScopeDecision(p)
+        return decisions
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def parse_paper_output(output: str, facts: list[str]) -> int | None:
+    """The paper's parsing: a "no relevant fact" marker means out of scope; otherwise match the fact back."""
+    lowered = output.lower()
+    if any(marker in lowered for marker in prompts.PAPER_NONE_MARKERS):
+        return None
+    for i, fact in enumerate(facts):
+        if fact.lower().strip(" .") in lowered:
+            return i
+    out_words = _words(output)
+    overlaps = [len(out_words & _words(f)) / max(1, len(_words(f))) for f in facts]
+    best = max(range(len(facts)), key=lambda i: overlaps[i], default=None)
+    return best if best is not None and overlaps[best] > 0 else None
+
+
+class PaperScope:
+    def __init__(self, backend: LLMBackend, max_new_tokens: int = 50):
+        self.backend = backend
+        self.max_new_tokens = max_new_tokens
+
+    def decide(self, questions, candidates):
+        decisions = [ScopeDecision(None) for _ in questions]
+        todo = [n for n, hits in enumerate(candidates) if hits]
+        chats = [as_chat(prompts.paper_scope([h.text for h in candidates[n]], questions[n])) for n in todo]
+        outputs = self.backend.generate(chats, max_new_tokens=self.max_new_tokens) if chats else []
+        for n, output in zip(todo, outputs):
+            decisions[n] = ScopeDecision(parse_paper_output(output, [h.text for h in candidates[n]]), raw=output)
+        return decisions
+
+
+def make_scope_checker(mode: str, backend: LLMBackend, threshold: float) -> ScopeChecker:
+    if mode == "default":
+        return GatedChoiceScope(backend, threshold)
+    if mode == "similarity":
+        return SimilarityScope(threshold)
+    if mode == "llm":
+        return LLMChoiceScope(backend)
+    if mode == "paper":
+        return PaperScope(backend)
+    raise ValueError(f"unknown scope mode {mode!r} (default, similarity, llm, paper)")

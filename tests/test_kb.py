@@ -1,0 +1,233 @@
+"""Knowledge base operations on the real embedder: add, dedupe, supersede, retract, history, search,
+persistence, both vector stores, incompatible stores, and atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from scr.kb import FactInput, FactNotFound, IncompatibleStore, KBError, KnowledgeBase
+
+FACTS = [
+    FactInput(text="The CEO of Northwind Labs is Priya Natarajan.", subject="Northwind Labs", relation="ceo",
+              object="Priya Natarajan"),
+    FactInput(text="The headquarters of Northwind Labs is in Oslo.", subject="Northwind Labs",
+              relation="headquarters", object="Oslo"),
+    FactInput(text="The Helios-3 battery stores 12 kilowatt-hours.", object="12 kilowatt-hours"),
+]
+
+
+def ids(hits):
+    return [h.id for h in hits]
+
+
+@pytest.mark.parametrize("store", ["faiss", "chroma"])
+def test_add_search_and_persistence(make_kb, tmp_path, store):
+    kb = make_kb(store)
+    report = kb.add(FACTS)
+    assert len(report.added) == 3 and not report.duplicates
+    hits = kb.search(["Who runs Northwind Labs as chief executive?"], k=2)[0]
+    assert hits[0].text == FACTS[0].text
+    assert hits[0].key_score > hits[1].key_score
+    # The key is the fact without its object.
+    assert kb.get(report.added[0].id).key == "The CEO of Northwind Labs is"
+    kb.close()
+    reopened = make_kb(store)
+    assert reopened.count() == 3
+    assert reopened.search(["Where is Northwind Labs based?"], k=1)[0][0].id == report.added[1].id
+
+
+def test_exact_duplicates_are_not_stored_twice(make_kb):
+    kb = make_kb()
+    kb.add(FACTS)
+    report = kb.add([FactInput(text="The CEO of Northwind Labs  is Priya Natarajan. "),
+                     FactInput(text="A new fact."), FactInput(text="A new fact.")])
+    assert len(report.added) == 1 and len(report.duplicates) == 2
+    assert kb.count() == 4
+
+
+def test_supersede_by_subject_relation_keeps_history(make_kb):
+    kb = make_kb()
+    first = kb.add(FACTS).added
+    newer = kb.add([FactInput(text="The headquarters of Northwind Labs moved to Lisbon.",
+                              subject="northwind labs", relation="Headquarters", object="Lisbon")])
+    old_id, new_id = first[1].id, newer.added[0].id
+    assert newer.superseded == [(old_id, new_id)]
+    assert kb.get(old_id).status == "superseded" and kb.get(old_id).superseded_by == new_id
+    hits = kb.search(["Where is the headquarters of Northwind Labs?"], k=5)[0]
+    assert new_id in ids(hits) and old_id not in ids(hits)
+    chain = kb.history(new_id)
+    assert [f.id for f, _ in chain] == [old_id, new_id]
+    assert [e.event for e in chain[0][1]] == ["added", "superseded"]
+    assert kb.history(old_id)[-1][0].id == new_id
+
+
+def test_explicit_supersede_and_errors(make_kb):
+    kb = make_kb()
+    added = kb.add(FACTS).added
+    report = kb.supersede(added[2].id, FactInput(text="The Helios-3 battery stores 14 kilowatt-hours."))
+    assert kb.get(added[2].id).status == "superseded"
+    assert kb.get(report.added[0].id).supersedes == added[2].id
+    with pytest.raises(KBError, match="already superseded"):
+        kb.supersede(added[2].id, FactInput(text="Another text."))
+    with pytest.raises(FactNotFound, match="unknown fact id"):
+        kb.add([FactInput(text="Something else.", supersedes="nope")])
+    assert kb.count() == 3  # nothing stored by the failed calls
+
+
+def test_retract_removes_from_retrieval_and_unknown_ids_fail(make_kb):
+    kb = make_kb()
+    added = kb.add(FACTS).added
+    kb.retract(added[0].id, reason="wrong")
+    assert kb.get(added[0].id).status == "retracted"
+    assert added[0].id not in ids(kb.search(["Who is the CEO of Northwind Labs?"], k=5)[0])
+    assert kb.events(added[0].id)[-1].detail == "wrong"
+    with pytest.raises(KBError, match="already retracted"):
+        kb.retract(added[0].id)
+    with pytest.raises(FactNotFound, match="unknown fact id: 'missing'"):
+        kb.retract("missing")
+    with pytest.raises(FactNotFound):
+        kb.get("missing")
+    with pytest.raises(FactNotFound):
+        kb.history("missing")
+    assert [f.id for f in kb.list(status=None)] == [f.id for f in added]
+    assert [f.id for f in kb.list()] == [f.id for f in added[1:]]
+
+
+def test_user_ids_must_be_unique(make_kb):
+    kb = make_kb()
+    kb.add([FactInput(id="f-1", text="One.")])
+    with pytest.raises(KBError, match="already exists"):
+        kb.add([FactInput(id="f-1", text="Two.")])
+
+
+def test_future_facts_are_not_retrieved_until_valid(make_kb):
+    kb = make_kb()
+    later = datetime.now(timezone.utc) + timedelta(days=30)
+    kb.add([FactInput(text="The Kestrel drone has a range of 60 kilometres.", valid_from=later),
+            FactInput(text="The Kestrel drone weighs 2 kilograms.")])
+    hits = kb.search(["What is the range of the Kestrel drone?"], k=5)[0]
+    assert [h.text for h in hits] == ["The Kestrel drone weighs 2 kilograms."]
+
+
+def test_incompatible_store_versions_and_foreign_folders(make_kb, tmp_path, embedder):
+    kb = make_kb()
+    kb.add(FACTS[:1])
+    kb.close()
+    manifest = tmp_path / "kb" / "scr-kb.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**data, "format_version": 99}))
+    with pytest.raises(IncompatibleStore, match="incompatible version"):
+        KnowledgeBase(tmp_path / "kb", embedder=embedder)
+    manifest.write_text(json.dumps({**data, "embedder": "some/other-model"}))
+    with pytest.raises(IncompatibleStore, match="built with embedder"):
+        KnowledgeBase(tmp_path / "kb", embedder=embedder)
+    manifest.write_text("{not json")
+    with pytest.raises(IncompatibleStore, match="corrupt"):
+        KnowledgeBase(tmp_path / "kb", embedder=embedder)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("hello")
+    with pytest.raises(IncompatibleStore, match="not an SCR knowledge base"):
+        KnowledgeBase(other, embedder=embedder)
+    with pytest.raises(KBError, match="no knowledge base"):
+        KnowledgeBase(tmp_path / "absent", embedder=embedder, create=False)
+
+
+@pytest.mark.parametrize("store", ["faiss", "chroma"])
+def test_failed_write_leaves_store_as_it_was(make_kb, store, monkeypatch):
+    kb = make_kb(store)
+    kb.add(FACTS[:2])
+    before = [f.id for f in kb.list(status=None)]
+    index_before = kb.index.ids()
+
+    original_remove = type(kb.index).remove
+
+    def broken_remove(self, rowids):  # fails after the new facts were added to the index
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(type(kb.index), "remove", broken_remove)
+    with pytest.raises(RuntimeError, match="disk full"):
+        kb.add([FactInput(text="A brand new fact."), FACTS[2]])
+    monkeypatch.setattr(type(kb.index), "remove", original_remove)
+    assert [f.id for f in kb.list(status=None)] == before
+    texts = [h.text for h in kb.search(["A brand new fact."], k=5)[0]]
+    assert "A brand new fact." not in texts and FACTS[2].text not in texts
+    assert kb.index.ids() == index_before
+
+
+def test_index_is_reconciled_after_a_crash_between_commit_and_save(make_kb, tmp_path):
+    kb = make_kb()
+    kb.add(FACTS)
+    kb.close()
+    # Simulate a crash that committed the database but never wrote the index file.
+    (tmp_path / "kb" / "index.faiss").unlink()
+    reopened = make_kb()
+    assert reopened.search(["Who is the CEO of Northwind Labs?"], k=1)[0][0].text == FACTS[0].text
+    assert len(reopened.index.ids()) == 3
+
+
+def test_killed_ingest_leaves_previous_state(tmp_path, embedder):
+    """SIGKILL an ingest of many facts while it runs: the store afterwards is the store before."""
+    kb_dir = tmp_path / "kb"
+    kb = KnowledgeBase(kb_dir, embedder=embedder)
+    kb.add(FACTS)
+    kb.close()
+    big = tmp_path / "big.jsonl"
+    big.write_text("".join(json.dumps({"text": f"Synthetic fact number {i} says item {i} is blue."}) + "\n"
+                           for i in range(20000)))
+    env = {**os.environ, "SCR_KB_DIR": str(kb_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "scr.cli", "kb", "add", str(big)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(12)  # loads the embedder, then spends ~a minute embedding 40,000 texts
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    reopened = KnowledgeBase(kb_dir, embedder=embedder)
+    assert reopened.count(status=None) == 3
+    assert len(reopened.index.ids()) == 3
+    reopened.close()
+
+
+def test_concurrent_writers_lose_nothing(make_kb, tmp_path, embedder):
+    kb = make_kb()
+    errors = []
+
+    def writer(n):
+        try:
+            for i in range(5):
+                kb.add([FactInput(text=f"Writer {n} stored fact {i}.")])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert kb.count() == 20 and len(kb.index.ids()) == 20
+    # A second process-level handle sees every write.
+    other = KnowledgeBase(tmp_path / "kb", embedder=embedder)
+    assert other.count() == 20
+    other.add([FactInput(text="Written through a second handle.")])
+    assert kb.search(["Written through a second handle."], k=1)[0][0].text == "Written through a second handle."
+    other.close()
+
+
+def test_search_vectors_scores_are_cosines(make_kb, embedder):
+    kb = make_kb()
+    kb.add(FACTS)
+    query = "Who is the CEO of Northwind Labs?"
+    hit = kb.search([query], k=1)[0][0]
+    q, t = embedder.embed([query, FACTS[0].text])
+    assert hit.score == pytest.approx(float(np.dot(q, t)), abs=1e-4)
