@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
 import json
-import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from scr.config import Settings, SettingsError
-from scr.engine import Engine
-from scr.kb import FactInput, IngestError, KBError
-from scr.llm.base import BackendError
+from scr.cli_support import engine_from as _engine
+from scr.cli_support import err, out
+from scr.cli_support import print_json as _print_json
+from scr.cli_support import progress_bar as _progress
+from scr.kb import FactInput, IngestError
 from scr.pipeline import QuestionError
 
 app = typer.Typer(help="Selective Contextual Reasoning: keep an LLM's answers current without touching its weights.",
@@ -26,10 +24,6 @@ kb_app = typer.Typer(help="Manage the knowledge base of updated facts.", no_args
 app.add_typer(kb_app, name="kb")
 models_app = typer.Typer(help="Prepare the embedded models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-
-out = Console()
-err = Console(stderr=True)
-USER_ERRORS = (KBError, IngestError, QuestionError, SettingsError, BackendError, ValueError, FileNotFoundError)
 
 
 @app.callback()
@@ -53,44 +47,6 @@ def main(
                      vllm_url=vllm_url, k=k, scope_mode=scope_mode, scope_threshold=scope_threshold,
                      max_new_tokens=max_new_tokens, device=device)
     ctx.obj = {"config": config, "overrides": overrides}
-
-
-def _settings(ctx: typer.Context, **extra) -> Settings:
-    overrides = dict(ctx.obj["overrides"])
-    overrides.update({k: v for k, v in extra.items() if v is not None})
-    return Settings.load(ctx.obj["config"], **overrides)
-
-
-@contextmanager
-def _engine(ctx: typer.Context, **extra) -> Iterator[Engine]:
-    """An Engine for one command; user errors become a one-line message and exit code 1."""
-    engine = None
-    try:
-        engine = Engine(_settings(ctx, **extra))
-        yield engine
-    except USER_ERRORS as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
-        raise typer.Exit(1)
-    finally:
-        if engine is not None:
-            engine.close()
-
-
-@contextmanager
-def _progress(label: str):
-    """A progress callback (done, total) drawn on stderr."""
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err,
-                  transient=True) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
-def _print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
 
 
 # ----- kb ---------------------------------------------------------------------------------------------------
@@ -306,6 +262,17 @@ def models_prepare() -> None:
         path = export_smollm2()
     out.print(f"LLM: {path}")
     out.print(f"embedder: {resolve_embedder(DEFAULT_EMBEDDER)}")
+
+
+# Entry points that live beside the parts they drive; each module exposes `command` and imports its heavy
+# dependencies inside it, so `scr kb ...` stays fast.
+for _module, _name in (("scr.api.command", "serve"), ("scr.evaluation.command", "eval"),
+                       ("scr.editing.command", "edit")):
+    try:
+        app.command(_name)(importlib.import_module(_module).command)
+    except ModuleNotFoundError as exc:
+        if not exc.name or not _module.startswith(exc.name):  # a missing dependency is a real error
+            raise
 
 
 if __name__ == "__main__":
