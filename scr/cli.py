@@ -38,7 +38,7 @@ def main(
     backend: Optional[str] = typer.Option(None, "--backend", help="transformers or vllm"),
     vllm_url: Optional[str] = typer.Option(None, "--vllm-url", help="vLLM OpenAI-compatible base URL"),
     k: Optional[int] = typer.Option(None, "--k", help="facts retrieved per question"),
-    scope_mode: Optional[str] = typer.Option(None, "--scope-mode", help="default, similarity, llm or paper"),
+    scope_mode: Optional[str] = typer.Option(None, "--scope-mode", help="default, gated-llm, llm or paper"),
     scope_threshold: Optional[float] = typer.Option(None, "--scope-threshold", help="key-similarity threshold"),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="answer length limit"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ..."),

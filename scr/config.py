@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from scr.models import DEFAULT_EMBEDDER, DEFAULT_LLM
 
-ScopeMode = Literal["default", "paper", "llm", "similarity"]
+ScopeMode = Literal["default", "similarity", "gated-llm", "llm", "paper"]
 StoreKind = Literal["faiss", "chroma"]
 BackendKind = Literal["transformers", "vllm"]
 
@@ -44,7 +44,7 @@ class Settings(BaseModel):
     batch_size: int = Field(16, ge=1, description="generation batch size of the in-process backend")
 
     k: int = Field(5, ge=1, le=100, description="facts retrieved per question")
-    scope_mode: ScopeMode = Field("default", description="scope check: default, paper, llm, similarity")
+    scope_mode: ScopeMode = Field("default", description="scope check: default (= similarity), gated-llm, llm, paper")
     scope_threshold: float = Field(
         0.59, ge=-1.0, le=1.0,
         description="cosine(question, fact key) at or above which a fact is in scope (evals/results/scope_calibration.md)",

@@ -2,10 +2,10 @@
 
 Strategies (``Settings.scope_mode``):
   default     a calibrated similarity gate between the question and each fact's KEY (the fact without its
-              answer) decides in/out of scope; when several facts pass, the LLM picks one by constrained
-              choice. Small models choose well among candidates but never say "none", so the in/out
-              decision is not left to them.
-  similarity  the gate alone: the best-scoring fact above the threshold.
+              answer) decides in/out of scope, and the fact with the highest key similarity is used.
+              Small models never say "none" and, choosing among facts, follow position more than content
+              (evals/results/scope_choice.md), so neither decision is left to them. Alias: similarity.
+  gated-llm   the same gate; when several facts pass, the LLM picks one by constrained choice.
   llm         constrained choice among all retrieved facts or "none": the LLM alone decides.
   paper       the SCR paper's free-text prompt and parsing, kept faithful for comparison.
 """
@@ -127,12 +127,12 @@ class PaperScope:
 
 
 def make_scope_checker(mode: str, backend: LLMBackend, threshold: float) -> ScopeChecker:
-    if mode == "default":
-        return GatedChoiceScope(backend, threshold)
-    if mode == "similarity":
+    if mode in ("default", "similarity"):
         return SimilarityScope(threshold)
+    if mode == "gated-llm":
+        return GatedChoiceScope(backend, threshold)
     if mode == "llm":
         return LLMChoiceScope(backend)
     if mode == "paper":
         return PaperScope(backend)
-    raise ValueError(f"unknown scope mode {mode!r} (default, similarity, llm, paper)")
+    raise ValueError(f"unknown scope mode {mode!r} (default, gated-llm, llm, paper)")

@@ -30,6 +30,9 @@ class TokenScores:
     logprobs: list[float]
     # Whether each continuation token is the model's own argmax at that position (EasyEdit's token accuracy).
     greedy: list[bool] = field(default_factory=list)
+    # The model's argmax token id at each continuation position, where the backend reports it (EasyEdit's
+    # teacher-forced locality compares these with the unmodified model's).
+    argmax: list[int] = field(default_factory=list)
 
     @property
     def total(self) -> float:

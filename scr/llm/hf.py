@@ -104,9 +104,10 @@ class TransformersBackend:
                 # Token t at position p is predicted by the logits at p-1.
                 positions = range(width - len(cont) - 1, width - 1)
                 lps = [logp[row, p, tok].item() for p, tok in zip(positions, cont)]
-                greedy = [int(logp[row, p].argmax()) == tok for p, tok in zip(positions, cont)]
+                argmax = [int(logp[row, p].argmax()) for p in positions]
+                greedy = [a == tok for a, tok in zip(argmax, cont)]
                 tokens = [self.tokenizer.decode([t]) for t in cont]
-                out[i] = TokenScores(tokens=tokens, logprobs=lps, greedy=greedy)
+                out[i] = TokenScores(tokens=tokens, logprobs=lps, greedy=greedy, argmax=argmax)
         return out
 
     @torch.no_grad()

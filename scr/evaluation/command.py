@@ -1,0 +1,71 @@
+"""`scr eval`: evaluate SCR and its comparators on one dataset with one protocol; writes the reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def command(
+    ctx: typer.Context,
+    suite: Optional[Path] = typer.Option(None, "--suite", help="suite file (TOML, [eval] and [settings] tables); "
+                                                                "flags given here override it"),
+    data: Optional[str] = typer.Option(None, "--data", help="dataset file (or a path relative to the data dir)"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="knowedit | counterfact | jsonl (default: detected)"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="data directory [env SCR_DATA_DIR]"),
+    methods: Optional[str] = typer.Option(None, "--methods", help="comma-separated: base, context-oracle, scr, "
+                                          "scr-paper, scr-default, scr-llm, scr-similarity, memit, alphaedit, ..."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="single | sequential"),
+    n: Optional[str] = typer.Option(None, "--n", help="sequential: updates applied together, e.g. 1,10,100,all"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="only the first LIMIT cases"),
+    mode: Optional[str] = typer.Option(None, "--mode", help="generation | teacher-forced"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="run directory (resumed if it holds records)"),
+    answer_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="answer length (default 20)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="generation batch size (default 64)"),
+    edit_batch_size: Optional[int] = typer.Option(None, "--edit-batch-size", help="editing: edits per apply()"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    judge_url: Optional[str] = typer.Option(None, "--judge-url", help="OpenAI-compatible URL of an LLM judge"),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="judge model name (default: the server's)"),
+    title: Optional[str] = typer.Option(None, "--title", help="report title"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
+) -> None:
+    """Evaluate methods on a knowledge-editing dataset; writes report.json, report.md and plots to --out."""
+    from scr.cli_support import USER_ERRORS, err, out
+    from scr.config import Settings
+    from scr.evaluation.config import EvalConfigError, load_suite, make_config
+    from scr.evaluation.data import DatasetError
+
+    try:
+        fields, suite_settings = load_suite(suite) if suite else ({}, {})
+        flags = dict(data=data, format=fmt, data_dir=str(data_dir) if data_dir else None, methods=methods,
+                     protocol=protocol, n=n, limit=limit, mode=mode, out=str(out_dir) if out_dir else None,
+                     max_new_tokens=answer_tokens, batch_size=batch_size, edit_batch_size=edit_batch_size,
+                     seed=seed, judge_url=judge_url, judge_model=judge_model, title=title)
+        fields.update({k: v for k, v in flags.items() if v is not None})
+        if "data" not in fields or "out" not in fields:
+            raise EvalConfigError("give --data and --out (or a --suite that sets them)")
+        config = make_config(**fields)
+        # Settings: suite < settings file/env < global flags (scr --scope-mode ... eval).
+        overrides = {k: v for k, v in ctx.obj["overrides"].items() if v is not None}
+        settings = Settings.load(ctx.obj["config"], **{**suite_settings, **overrides})
+        from scr.evaluation.methods import method_names_valid
+
+        method_names_valid(config.methods)
+        from scr.evaluation.runner import Evaluator
+
+        log = (lambda msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
+        evaluator = Evaluator(config, settings, log=log, progress=None if not quiet else False)
+        report = evaluator.run()
+    except (*USER_ERRORS, EvalConfigError, DatasetError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    out.print(f"wrote {Path(config.out) / 'report.json'}, report.md and plots")
+    for name, m in report["methods"].items():
+        metrics = m["metrics"]
+        shown = ", ".join(f"{k} {100 * metrics[k]:.1f}" for k in
+                          ("reliability", "generalization", "locality", "portability", "scope_accuracy")
+                          if metrics.get(k) is not None)
+        out.print(f"  {name} (N={m['n']}{'' if m['complete'] else ', partial'}): {shown}; {m['cost']['wall_s']} s",
+                  highlight=False)

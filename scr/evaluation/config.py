@@ -1,0 +1,104 @@
+"""What one evaluation run is: dataset, methods, protocol, N, scoring mode and generation settings.
+
+A suite file (``evals/*.toml``) holds the same fields in an ``[eval]`` table and, optionally, library settings
+(``scr.config.Settings`` fields such as ``scope_threshold`` or ``llm``) in a ``[settings]`` table.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class EvalConfigError(ValueError):
+    pass
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = Field(description="dataset file (absolute, relative to the working directory, or to the data dir)")
+    format: Literal["knowedit", "counterfact", "jsonl"] | None = Field(None, description="default: detected")
+    data_dir: str | None = Field(None, description="where relative dataset paths live (default $SCR_DATA_DIR "
+                                                   "or ../shared/data beside the repository)")
+    methods: list[str] = Field(default_factory=lambda: ["base", "context-oracle", "scr"])
+    protocol: Literal["single", "sequential"] = "sequential"
+    n: list[int | Literal["all"]] = Field(default_factory=lambda: ["all"],
+                                          description="sequential: updates applied together (1, 10, 100, all)")
+    limit: int | None = Field(None, ge=1, description="only the first LIMIT cases")
+    mode: Literal["generation", "teacher-forced"] = "generation"
+    max_new_tokens: int = Field(20, ge=1, le=512, description="answer length in generation mode")
+    batch_size: int = Field(64, ge=1, description="generation batch size")
+    chunk_cases: int = Field(32, ge=1, description="cases answered per batch call (and per saved chunk)")
+    edit_batch_size: int | None = Field(None, ge=1, description="editing methods: edits per apply() call "
+                                                                "(default: all N at once)")
+    editing: dict[str, Any] = Field(default_factory=dict, description="overrides passed to make_editor")
+    seed: int = 0
+    judge_url: str | None = Field(None, description="OpenAI-compatible base URL of an LLM judge (optional)")
+    judge_model: str | None = None
+    judge_api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the judge's key")
+    out: str = Field(description="run directory (report.json, report.md, plots, resumable records)")
+    title: str | None = None
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _split_methods(cls, value):
+        if isinstance(value, str):
+            value = [v for v in value.split(",")]
+        return [v.strip() for v in value if v and v.strip()]
+
+    @field_validator("n", mode="before")
+    @classmethod
+    def _split_n(cls, value):
+        if isinstance(value, (str, int)):
+            value = str(value).split(",")
+        out = []
+        for v in value:
+            v = str(v).strip().lower()
+            if not v:
+                continue
+            if v == "all":
+                out.append("all")
+            else:
+                try:
+                    number = int(v)
+                except ValueError:
+                    raise ValueError(f"N must be a positive number or 'all', got {v!r}") from None
+                if number < 1:
+                    raise ValueError(f"N must be a positive number or 'all', got {v!r}")
+                out.append(number)
+        return out or ["all"]
+
+    def sizes(self, n_cases: int) -> list[int]:
+        """The group sizes actually run (``all`` = every case; single = 1), without repeats, ascending."""
+        if self.protocol == "single":
+            return [1]
+        return sorted({n_cases if v == "all" else min(int(v), n_cases) for v in self.n})
+
+
+def load_suite(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(eval fields, settings fields) from a suite TOML file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"suite file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise EvalConfigError(f"suite {path} is not valid TOML: {exc}") from None
+    fields = dict(data.get("eval", {}))
+    settings = dict(data.get("settings", {}))
+    unknown = set(data) - {"eval", "settings"}
+    if unknown:
+        raise EvalConfigError(f"suite {path}: unknown table(s) {sorted(unknown)} (use [eval] and [settings])")
+    return fields, settings
+
+
+def make_config(**fields) -> EvalConfig:
+    try:
+        return EvalConfig(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise EvalConfigError(f"invalid evaluation settings: {problems}") from None

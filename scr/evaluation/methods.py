@@ -1,0 +1,281 @@
+"""The one interface every compared method offers the evaluator: reset, apply N updates, answer, score.
+
+  base             the unmodified model (no update)
+  context-oracle   the case's own fact always in context for in-scope probes, the plain question for locality
+                   probes: perfect scope decisions, an upper bound for contextual answering
+  scr, scr-<mode>  Selective Contextual Reasoning through the library's Engine (knowledge base, retrieval,
+                   scope check, answer), with the settings' scope mode or the named one
+  <editing method> any method of ``scr.editing.METHODS`` (memit, alphaedit, come, ...), through
+                   ``make_editor`` on its own copy of the model; ``edit:<method>`` is accepted too
+
+Answers use the same prompts as the library: the plain question in the chat template for the unmodified and
+edited models (``scr.pipeline.base_prompt``); SCR's own pipeline for SCR; the paper's answer prompt with the
+fact for the oracle, exactly as SCR writes it when it picks that fact.
+
+Teacher-forced scoring uses raw completion prompts, EasyEdit-style: ``prompt + " " + target`` for the
+unmodified and edited models, and the paper's answer prompt as raw text (followed by " " + target) where a fact
+is in context.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from scr import prompts as prompt_texts
+from scr.evaluation.data import Case, Probe
+from scr.llm.base import TokenScores, as_chat
+from scr.pipeline import base_prompt
+
+SCOPE_MODES = ("default", "paper", "llm", "similarity")
+
+
+@dataclass
+class Query:
+    probe: Probe
+    case: Case  # only the oracle may look at it: other methods see probe.prompt alone
+
+
+@dataclass
+class Response:
+    answer: str
+    in_scope: bool | None = None  # the method's own scope decision, where it makes one
+    fact: str | None = None  # the fact put in context
+
+
+class Method(ABC):
+    name: str = "method"
+    #: Leaves the model's weights untouched, so the shared (memoised) backend can serve it.
+    shares_base_model: bool = True
+
+    def reset(self) -> None:
+        """Back to the unmodified state (no update applied)."""
+
+    def apply(self, cases: Sequence[Case]) -> dict:
+        """Apply the updates of these cases on top of the current state; returns details for the report."""
+        return {}
+
+    @abstractmethod
+    def answer(self, queries: Sequence[Query], max_new_tokens: int) -> list[Response]: ...
+
+    @abstractmethod
+    def score(self, queries: Sequence[Query], continuations: Sequence[str]) -> tuple[list[TokenScores], list[Response]]:
+        ...
+
+    def info(self) -> dict:
+        """What identifies this method's configuration (part of the resume key)."""
+        return {"method": self.name}
+
+    def close(self) -> None:
+        pass
+
+
+def raw_answer_prompt(fact: str, question: str) -> str:
+    return prompt_texts.paper_answer(fact, question)
+
+
+class BaseMethod(Method):
+    name = "base"
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def answer(self, queries, max_new_tokens):
+        texts = self.backend.generate([base_prompt(q.probe.prompt) for q in queries], max_new_tokens)
+        return [Response(t) for t in texts]
+
+    def score(self, queries, continuations):
+        return self.backend.token_logprobs([q.probe.prompt for q in queries], continuations), [Response("")] * len(queries)
+
+
+class ContextOracle(Method):
+    name = "context-oracle"
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def _route(self, queries, chat: bool):
+        out = []
+        for q in queries:
+            if q.probe.in_scope:
+                fact = q.case.fact()["text"]
+                text = raw_answer_prompt(fact, q.probe.prompt)
+                out.append((as_chat(text) if chat else text, Response("", True, fact)))
+            else:
+                out.append((base_prompt(q.probe.prompt) if chat else q.probe.prompt, Response("", False)))
+        return out
+
+    def answer(self, queries, max_new_tokens):
+        routed = self._route(queries, chat=True)
+        texts = self.backend.generate([p for p, _ in routed], max_new_tokens)
+        return [Response(t, r.in_scope, r.fact) for t, (_, r) in zip(texts, routed)]
+
+    def score(self, queries, continuations):
+        routed = self._route(queries, chat=False)
+        return self.backend.token_logprobs([p for p, _ in routed], continuations), [r for _, r in routed]
+
+
+class SCRMethod(Method):
+    """SCR as users run it: an Engine over a fresh knowledge base that holds the applied updates' facts."""
+
+    def __init__(self, settings, backend, embedder_factory, scope_mode: str | None = None, name: str | None = None,
+                 workdir: Path | None = None):
+        from scr.engine import Engine  # noqa: F401  (imported here to keep module import light)
+
+        mode = scope_mode or settings.scope_mode
+        if mode not in SCOPE_MODES:
+            raise ValueError(f"unknown scope mode {mode!r} ({', '.join(SCOPE_MODES)})")
+        self.scope_mode = mode
+        self.name = name or f"scr-{mode}"
+        self.settings = settings.model_copy(update={"scope_mode": mode})
+        self.backend = backend
+        self._embedder_factory = embedder_factory
+        self._workdir = workdir
+        self._tmp: str | None = None
+        self.engine = None
+
+    def reset(self) -> None:
+        self._close_engine()
+
+    def _close_engine(self) -> None:
+        if self.engine is not None:
+            kb = self.engine._kb
+            if kb is not None:
+                kb.close()
+            self.engine = None
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def _open(self):
+        from scr.engine import Engine
+
+        if self.engine is None:
+            if self._workdir is not None:
+                self._workdir.mkdir(parents=True, exist_ok=True)
+            self._tmp = tempfile.mkdtemp(prefix=f"{self.name}-kb-", dir=self._workdir)
+            settings = self.settings.model_copy(update={"kb_dir": Path(self._tmp) / "kb", "store": "faiss"})
+            self.engine = Engine(settings, backend=self.backend, embedder=self._embedder_factory())
+        return self.engine
+
+    def apply(self, cases):
+        report = self._open().add_facts([c.fact() for c in cases])
+        return {"facts_added": len(report.added), "duplicates": len(report.duplicates)}
+
+    def answer(self, queries, max_new_tokens):
+        engine = self._open()
+        pipeline = engine.pipeline
+        pipeline.max_new_tokens = max_new_tokens
+        answers = pipeline.ask_batch([q.probe.prompt for q in queries])
+        return [Response(a.answer, a.in_scope, a.facts[0].text if a.facts else None) for a in answers]
+
+    def score(self, queries, continuations):
+        # The pipeline's own retrieval and scope check; the prompt it would answer with, scored by teacher forcing.
+        engine = self._open()
+        pipeline = engine.pipeline
+        questions = [q.probe.prompt for q in queries]
+        candidates = pipeline.kb.search(questions, pipeline.k)
+        decisions = pipeline.scope.decide(questions, candidates)
+        prompts, responses = [], []
+        for q, hits, d in zip(questions, candidates, decisions):
+            if d.in_scope:
+                fact = hits[d.fact_index].text
+                prompts.append(raw_answer_prompt(fact, q))
+                responses.append(Response("", True, fact))
+            else:
+                prompts.append(q)
+                responses.append(Response("", False))
+        return self.backend.token_logprobs(prompts, continuations), responses
+
+    def info(self):
+        s = self.settings
+        return {"method": self.name, "scope_mode": s.scope_mode, "k": s.k, "scope_threshold": s.scope_threshold,
+                "embedder": s.embedder}
+
+    def close(self):
+        self._close_engine()
+
+
+class EditingMethod(Method):
+    """A parameter-editing comparator: ``scr.editing.make_editor`` on its own copy of the model."""
+
+    shares_base_model = False
+
+    def __init__(self, method: str, settings, edit_batch_size: int | None = None, overrides: dict | None = None):
+        self.method = method
+        self.name = method
+        self.settings = settings
+        self.edit_batch_size = edit_batch_size
+        self.overrides = dict(overrides or {})
+        self._editor = None
+        self._backend = None
+
+    def _load(self):
+        if self._editor is None:
+            from scr.editing import make_editor
+            from scr.llm.hf import TransformersBackend
+            from scr.models import load_causal_lm
+
+            s = self.settings
+            model, tokenizer = load_causal_lm(s.llm, device=s.device, dtype=s.dtype)
+            self._editor = make_editor(self.method, model, tokenizer, **self.overrides)
+            self._backend = TransformersBackend(model, tokenizer, name=f"{s.llm}+{self.method}",
+                                                batch_size=s.batch_size)
+        return self._editor
+
+    def reset(self):
+        if self._editor is not None and self._editor.n_edits:
+            self._editor.restore()
+
+    def apply(self, cases):
+        editor = self._load()
+        requests = [c.edit_request() for c in cases]
+        size = self.edit_batch_size or len(requests) or 1
+        seconds = 0.0
+        for start in range(0, len(requests), size):
+            seconds += editor.apply(requests[start : start + size]).seconds
+        return {"edits": len(requests), "edit_seconds": seconds, "seconds_per_edit": seconds / max(len(requests), 1)}
+
+    def answer(self, queries, max_new_tokens):
+        self._load()
+        texts = self._backend.generate([base_prompt(q.probe.prompt) for q in queries], max_new_tokens)
+        return [Response(t) for t in texts]
+
+    def score(self, queries, continuations):
+        self._load()
+        return self._backend.token_logprobs([q.probe.prompt for q in queries], continuations), [Response("")] * len(queries)
+
+    def info(self):
+        return {"method": self.name, "edit_batch_size": self.edit_batch_size, "overrides": self.overrides}
+
+    def close(self):
+        self.reset()
+
+
+def method_names_valid(names: Sequence[str]) -> None:
+    for name in names:
+        kind_of(name)
+
+
+def kind_of(name: str) -> tuple[str, str | None]:
+    """("base"|"oracle"|"scr"|"edit", detail) for a method name; raises ValueError for unknown names."""
+    n = name.strip().lower()
+    if n == "base":
+        return "base", None
+    if n in ("context-oracle", "oracle"):
+        return "oracle", None
+    if n == "scr":
+        return "scr", None
+    if n.startswith("scr-") and n[4:] in SCOPE_MODES:
+        return "scr", n[4:]
+    edit = n[5:] if n.startswith("edit:") else n
+    from scr.editing import METHODS  # noqa: WPS433
+
+    if edit in METHODS:
+        return "edit", edit
+    raise ValueError(f"unknown method {name!r}: base, context-oracle, scr, scr-<{'|'.join(SCOPE_MODES)}>, "
+                     f"or an editing method ({', '.join(METHODS)})")

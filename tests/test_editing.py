@@ -1,0 +1,185 @@
+"""Parameter-editing comparators (scr.editing) on the real embedded model and on tiny random models.
+
+No mocks. To stay inside the CI budget the real-model editors use a small covariance sample (32 chunks of
+WikiText-2, cached on disk under the scr cache dir), two context templates and fewer optimisation steps.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scr.editing import EditRequest, load_edited, make_editor
+from scr.editing.codebook import negative_prompts, positive_prompts
+from scr.editing.presets import GPT2, LLAMA, detect_architecture
+from scr.models import load_causal_lm, set_offline_env
+
+set_offline_env()
+
+FAST_LOCATE = dict(n_samples=32, context_template_count=2, v_num_grad_steps=20, show_progress=False)
+FAST_CODEBOOK = dict(value_steps=30)
+
+EDIT = EditRequest("The occupation of Martín Solares is", "Martín Solares", "geohasher", "writer")
+SECOND = EditRequest("The name of the country which Goursez Vreizh is associated with is", "Goursez Vreizh",
+                     "Franche-Comté", "France")
+THIRD = EditRequest("The name of the mother of Kanye West is", "Kanye West", "Genevieve Bujold", "Donda West")
+UNRELATED = "The capital of France is"
+
+
+@pytest.fixture(scope="module")
+def smol():
+    model, tok = load_causal_lm()
+    return model, tok
+
+
+def greedy(model, tok, prompt: str, n: int = 8) -> str:
+    ids = tok(prompt, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
+    return tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+@torch.no_grad()
+def target_logprob(model, tok, prompt: str, target: str) -> float:
+    """Mean log-probability of the target tokens after the prompt (teacher forcing)."""
+    p = tok(prompt)["input_ids"]
+    t = tok(" " + target, add_special_tokens=False)["input_ids"]
+    logits = model(input_ids=torch.tensor([p + t])).logits[0, len(p) - 1 : -1].log_softmax(-1)
+    return logits[torch.arange(len(t)), torch.tensor(t)].mean().item()
+
+
+def fast(method: str) -> dict:
+    return FAST_CODEBOOK if method in ("balancedit", "grace") else FAST_LOCATE
+
+
+# --- real model: every method ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["memit", "alphaedit", "come", "balancedit", "grace"])
+def test_one_edit_takes_and_unrelated_prompt_kept(smol, method):
+    model, tok = smol
+    before_unrelated = greedy(model, tok, UNRELATED)
+    assert "geohasher" not in greedy(model, tok, EDIT.prompt).lower()
+    editor = make_editor(method, model, tok, **fast(method))
+    report = editor.apply([EDIT])
+    try:
+        assert report.n_edits == 1 and report.seconds_per_edit > 0
+        assert "geohasher" in greedy(model, tok, EDIT.prompt).lower()
+        assert greedy(model, tok, UNRELATED) == before_unrelated
+    finally:
+        editor.restore()
+    assert "geohasher" not in greedy(model, tok, EDIT.prompt).lower()
+
+
+def test_alphaedit_update_leaves_preserved_keys_alone(smol):
+    """|dW K0| / |W K0| over the covariance corpus, via C0: |dW K0|^2 / n = tr(dW C0 dW^T)."""
+    model, tok = smol
+    relative = {}
+    for method in ("memit", "alphaedit"):
+        editor = make_editor(method, model, tok, **FAST_LOCATE)
+        editor.apply([EDIT])
+        try:
+            ratios = []
+            for layer, cov in editor.covariances().items():
+                w = editor.arch.weight(model, layer).detach().double()
+                dw = editor.weight_delta(layer).double()
+                c = cov.double()
+                ratios.append((torch.trace(dw @ c @ dw.T) / torch.trace(w @ c @ w.T)).sqrt().item())
+            relative[method] = max(ratios)
+        finally:
+            editor.restore()
+    print("max over layers of |dW K0| / |W K0|:", relative)
+    assert relative["alphaedit"] < 1e-2
+    assert relative["alphaedit"] < relative["memit"]
+
+
+def test_sequential_alphaedit_keeps_earlier_edits_at_least_as_well_as_memit(smol):
+    model, tok = smol
+    requests = [EDIT, SECOND, THIRD]
+    kept = {}
+    for method in ("memit", "alphaedit"):
+        editor = make_editor(method, model, tok, **FAST_LOCATE)
+        try:
+            after_own = []
+            for r in requests:  # one apply() per fact: sequential editing
+                editor.apply([r])
+                after_own.append(target_logprob(model, tok, r.prompt, r.target_new))
+            assert editor.n_edits == 3
+            at_end = [target_logprob(model, tok, r.prompt, r.target_new) for r in requests]
+            # how much of each earlier edit's log-probability the later edits took away
+            kept[method] = sum(end - own for end, own in zip(at_end[:-1], after_own[:-1])) / 2
+            assert "geohasher" in greedy(model, tok, EDIT.prompt).lower()
+        finally:
+            editor.restore()
+    print("mean change of earlier edits' target log-prob after later edits:", kept)
+    assert kept["alphaedit"] >= kept["memit"] - 0.05
+
+
+def test_balancedit_radius_admits_paraphrase_and_rejects_negative(smol):
+    model, tok = smol
+    editor = make_editor("balancedit", model, tok, **FAST_CODEBOOK)
+    report = editor.apply([EDIT])
+    try:
+        detail = report.details[0]
+        assert detail["pos_max"] <= detail["radius"] <= detail["neg_min"]
+        # held-out paraphrases: not among the generated positives
+        paraphrases = ["In a few words, the occupation of Martín Solares is", "Trivia: The occupation of Martín Solares is"]
+        assert not set(paraphrases) & set(positive_prompts(EDIT))
+        assert editor.matches(paraphrases) == [0, 0]
+        negatives = ["The gender of Martín Solares is", "The occupation of Leonardo DiCaprio is"]
+        assert editor.matches(negatives) == [None, None]
+        assert "The gender of Martín Solares is" in negative_prompts(EDIT, [])
+    finally:
+        editor.restore()
+    assert editor.matches([EDIT.prompt]) == [None]
+
+
+# --- tiny random models: shapes, exact restore, save/load --------------------------------------------
+
+def tiny_model(kind: str, vocab: int):
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        config = GPT2Config(vocab_size=vocab, n_embd=128, n_layer=4, n_head=2, n_positions=256)
+    else:
+        config = LlamaConfig(vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+                             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                             tie_word_embeddings=True)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+TINY_LOCATE = dict(n_samples=8, sample_tokens=32, context_template_count=1, v_num_grad_steps=5,
+                   show_progress=False)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+@pytest.mark.parametrize("method", ["memit", "alphaedit", "come", "come-memit", "balancedit", "grace"])
+def test_tiny_models_edit_restore_save_load(smol, tmp_path, kind, method):
+    _, tok = smol  # the SmolLM2 tokenizer; the tiny models use its vocabulary size
+    model = tiny_model(kind, len(tok))
+    assert detect_architecture(model) is (GPT2 if kind == "gpt2" else LLAMA)
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    prompt_ids = torch.tensor([tok(EDIT.prompt)["input_ids"]])
+    with torch.no_grad():
+        logits_before = model(input_ids=prompt_ids).logits
+
+    overrides = dict(value_steps=3, layer=2) if method in ("balancedit", "grace") else TINY_LOCATE
+    editor = make_editor(method, model, tok, **overrides)
+    editor.apply([EDIT, SECOND])
+    editor.apply([THIRD])  # sequential calls accumulate
+    assert editor.n_edits == 3
+    with torch.no_grad():
+        logits_edited = model(input_ids=prompt_ids).logits
+    assert not torch.equal(logits_edited, logits_before)
+
+    loaded = load_edited(editor.save(tmp_path / "edited"))
+    with torch.no_grad():
+        logits_loaded = loaded.model(input_ids=prompt_ids).logits
+    torch.testing.assert_close(logits_loaded, logits_edited, rtol=1e-4, atol=1e-4)
+    assert (loaded.editor is not None) == (method in ("balancedit", "grace"))
+
+    editor.restore()
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, original[name]), name
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=prompt_ids).logits, logits_before)
