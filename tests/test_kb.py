@@ -53,6 +53,9 @@ def test_exact_duplicates_are_not_stored_twice(make_kb):
                      FactInput(text="A new fact."), FactInput(text="A new fact.")])
     assert len(report.added) == 1 and len(report.duplicates) == 2
     assert kb.count() == 4
+    kb.retract(report.added[0].id)
+    again = kb.add([FactInput(text="A new fact.")])  # retired facts count too: an old ingest revives nothing
+    assert again.added == [] and again.duplicates == ["A new fact."]
 
 
 def test_supersede_by_subject_relation_keeps_history(make_kb):

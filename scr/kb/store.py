@@ -358,8 +358,9 @@ class KnowledgeBase:
             if not isinstance(fact, FactInput):
                 raise KBError(f"expected FactInput, got {type(fact).__name__}")
             norm = normalize_text(fact.text)
+            # Any stored fact counts, retired ones included: re-running an old ingest must not revive them.
             duplicate = norm in seen_text or self._db.execute(
-                "SELECT 1 FROM facts WHERE norm_text=? AND status='active'", (norm,)).fetchone()
+                "SELECT 1 FROM facts WHERE norm_text=?", (norm,)).fetchone()
             if duplicate:
                 report.duplicates.append(fact.text)
                 continue

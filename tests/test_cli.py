@@ -1,0 +1,219 @@
+"""The command line end to end on the real embedded models: ingest, ask, supersede, retract, both stores,
+a Chroma server, persistence across processes, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from scr.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+FACTS = [
+    {"id": "ceo", "text": "The CEO of Northwind Labs is Priya Natarajan.", "subject": "Northwind Labs",
+     "relation": "ceo", "object": "Priya Natarajan"},
+    {"id": "hq", "text": "The headquarters of Northwind Labs is in Oslo.", "subject": "Northwind Labs",
+     "relation": "headquarters", "object": "Oslo"},
+    {"id": "pope", "text": "Leo XIV is the Pope of the Catholic Church; he was elected in May 2025.",
+     "subject": "Catholic Church", "relation": "pope", "object": "Leo XIV"},
+]
+UNRELATED = "What is the capital of France?"
+runner = CliRunner()
+
+
+def scr(*args: str, ok: bool = True):
+    result = runner.invoke(app, ["--max-new-tokens", "24", *args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def ask_json(kb: Path, question: str, *extra: str) -> dict:
+    return json.loads(scr("--kb", str(kb), *extra, "ask", question, "--json").stdout.strip())
+
+
+@pytest.fixture
+def facts_file(tmp_path) -> Path:
+    path = tmp_path / "facts.jsonl"
+    path.write_text("".join(json.dumps(f) + "\n" for f in FACTS))
+    return path
+
+
+@pytest.fixture(scope="module")
+def base_answer(smol_backend) -> str:
+    # The unmodified model's own answer, with the same generation settings as the CLI uses here.
+    return smol_backend.generate([[{"role": "user", "content": UNRELATED}]], max_new_tokens=24)[0]
+
+
+@pytest.mark.parametrize("store", ["faiss", "chroma"])
+def test_add_then_ask_gives_updated_answers_only_where_a_fact_applies(tmp_path, facts_file, base_answer, store):
+    kb = tmp_path / "kb"
+    scr("--kb", str(kb), "--store", store, "kb", "add", str(facts_file))
+    updated = ask_json(kb, "Who is the CEO of Northwind Labs?", "--store", store)
+    assert updated["in_scope"] and "Priya Natarajan" in updated["answer"]
+    assert updated["facts"][0]["id"] == "ceo" and updated["facts"][0]["text"] == FACTS[0]["text"]
+    unrelated = ask_json(kb, UNRELATED, "--store", store)
+    assert not unrelated["in_scope"] and unrelated["facts"] == []
+    assert unrelated["answer"] == base_answer
+
+    # Supersede (same subject + relation) and retract; a fresh process sees the persisted state.
+    newer = tmp_path / "newer.jsonl"
+    newer.write_text(json.dumps({"text": "The headquarters of Northwind Labs moved to Lisbon.",
+                                 "subject": "Northwind Labs", "relation": "headquarters", "object": "Lisbon"}) + "\n")
+    out = scr("--kb", str(kb), "--store", store, "kb", "add", str(newer), "--json").stdout
+    assert json.loads(out)["superseded"][0][0] == "hq"
+    hq = ask_json(kb, "Where is the headquarters of Northwind Labs?", "--store", store)
+    assert "Lisbon" in hq["answer"] and "Oslo" not in hq["answer"]
+    scr("--kb", str(kb), "--store", store, "kb", "retract", "ceo")
+    after = ask_json(kb, "Who is the CEO of Northwind Labs?", "--store", store)
+    assert "ceo" not in [f["id"] for f in after["facts"]]
+    assert "Priya Natarajan" not in after["answer"]
+
+
+def test_kb_commands_and_history(tmp_path, facts_file):
+    kb = tmp_path / "kb"
+    scr("--kb", str(kb), "kb", "add", str(facts_file))
+    listed = [json.loads(line) for line in scr("--kb", str(kb), "kb", "list", "--json").stdout.splitlines()]
+    assert [f["id"] for f in listed] == ["ceo", "hq", "pope"]
+    shown = json.loads(scr("--kb", str(kb), "kb", "show", "pope").stdout)
+    assert shown["object"] == "Leo XIV" and shown["status"] == "active"
+    out = scr("--kb", str(kb), "kb", "add", "--text", "The CEO of Northwind Labs is Omar Haddad.",
+              "--supersedes", "ceo").stdout
+    new_id = out.strip().split("id: ")[-1]
+    history = json.loads(scr("--kb", str(kb), "kb", "history", new_id, "--json").stdout)
+    assert [h["fact"]["id"] for h in history] == ["ceo", new_id]
+    assert [e["event"] for e in history[0]["events"]] == ["added", "superseded"]
+    hits = json.loads(scr("--kb", str(kb), "kb", "search", "Who is the CEO of Northwind Labs?", "--json").stdout)
+    assert hits[0]["id"] == new_id and "ceo" not in [h["id"] for h in hits]
+    assert len([line for line in scr("--kb", str(kb), "kb", "list", "--all", "--json").stdout.splitlines()]) == 4
+    # Adding the same file again stores nothing and does not revive the superseded fact.
+    again = json.loads(scr("--kb", str(kb), "kb", "add", str(facts_file), "--json").stdout)
+    assert again["added"] == [] and again["duplicates"] == 3
+    assert json.loads(scr("--kb", str(kb), "kb", "show", "ceo").stdout)["status"] == "superseded"
+
+
+def test_batch_questions_from_a_file(tmp_path, facts_file, base_answer):
+    kb = tmp_path / "kb"
+    scr("--kb", str(kb), "kb", "add", str(facts_file))
+    questions = tmp_path / "questions.txt"
+    questions.write_text("Who is the Pope?\n\n" + UNRELATED + "\n")
+    lines = scr("--kb", str(kb), "ask", "--file", str(questions), "--json").stdout.strip().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["in_scope"] for r in records] == [True, False]
+    assert "Leo XIV" in records[0]["answer"]
+    assert records[1]["answer"] == base_answer
+
+
+@pytest.mark.parametrize("args, message", [
+    (["kb", "show", "nope"], "unknown fact id: 'nope'"),
+    (["kb", "retract", "nope"], "unknown fact id"),
+    (["kb", "history", "nope"], "unknown fact id"),
+    (["ask", "   "], "question is empty"),
+    (["ask"], "give a QUESTION or --file"),
+    (["--store", "milvus", "kb", "list"], "store"),
+    (["--k", "0", "kb", "list"], "k:"),
+])
+def test_bad_input_gives_a_clear_error_and_nonzero_exit(tmp_path, facts_file, args, message):
+    kb = tmp_path / "kb"
+    scr("--kb", str(kb), "kb", "add", str(facts_file))
+    result = scr("--kb", str(kb), *args, ok=False)
+    assert result.exit_code != 0
+    assert message in result.stderr
+
+
+def test_malformed_file_stores_nothing_unless_skip_invalid(tmp_path, facts_file):
+    kb = tmp_path / "kb"
+    scr("--kb", str(kb), "kb", "add", str(facts_file))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "A valid new fact."}\n{"text": \n')
+    result = scr("--kb", str(kb), "kb", "add", str(bad), ok=False)
+    assert result.exit_code == 1 and f"{bad}:2: invalid JSON" in result.stderr
+    assert len(scr("--kb", str(kb), "kb", "list", "--json").stdout.splitlines()) == 3
+    result = scr("--kb", str(kb), "kb", "add", str(bad), "--skip-invalid")
+    assert "added 1 fact(s)" in result.stdout and "bad.jsonl:2" in result.stderr
+    assert len(scr("--kb", str(kb), "kb", "list", "--json").stdout.splitlines()) == 4
+
+
+def test_incompatible_store_version_is_a_clear_error(tmp_path, facts_file):
+    kb = tmp_path / "kb"
+    scr("--kb", str(kb), "kb", "add", str(facts_file))
+    manifest = kb / "scr-kb.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "format_version": 7}))
+    result = scr("--kb", str(kb), "kb", "list", ok=False)
+    assert result.exit_code == 1 and "incompatible version" in result.stderr
+
+
+def test_settings_file_and_environment(tmp_path, facts_file, monkeypatch):
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "scr.toml").write_text('k = 1\nscope_threshold = 0.99\n')
+    scr("--kb", str(kb), "kb", "add", str(facts_file))
+    hits = json.loads(scr("--kb", str(kb), "kb", "search", "Northwind Labs", "--json").stdout)
+    assert len(hits) == 1  # k from the settings file
+    monkeypatch.setenv("SCR_K", "2")
+    assert len(json.loads(scr("--kb", str(kb), "kb", "search", "Northwind", "--json").stdout)) == 2
+    assert len(json.loads(scr("--kb", str(kb), "--k", "3", "kb", "search", "Northwind", "--json").stdout)) == 3
+    # threshold 0.99 from the file: nothing is in scope
+    assert not ask_json(kb, "Who is the CEO of Northwind Labs?")["in_scope"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    exe = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
+    port = _free_port()
+    proc = subprocess.Popen([exe, "run", "--path", str(tmp_path / "chroma-server"), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the Chroma server did not start within 60 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_chroma_server_by_url(tmp_path, facts_file, chroma_server):
+    kb = tmp_path / "kb"
+    scr("--kb", str(kb), "--store", "chroma", "--chroma-url", chroma_server, "kb", "add", str(facts_file))
+    assert not (kb / "chroma").exists()  # vectors live in the server, not in the folder
+    hits = json.loads(scr("--kb", str(kb), "--store", "chroma", "--chroma-url", chroma_server, "kb", "search",
+                          "Who is the Pope?", "--json").stdout)
+    assert hits[0]["id"] == "pope"
+
+
+def test_console_script_in_a_fresh_process(tmp_path, facts_file):
+    """The installed `scr` entry point, as an operator runs it."""
+    exe = shutil.which("scr") or str(Path(sys.executable).with_name("scr"))
+    kb = tmp_path / "kb"
+    env = {**os.environ, "SCR_MAX_NEW_TOKENS": "16"}
+    subprocess.run([exe, "--kb", str(kb), "kb", "add", str(facts_file)], check=True, env=env, capture_output=True)
+    done = subprocess.run([exe, "--kb", str(kb), "ask", "Who is the CEO of Northwind Labs?", "--json"], check=True, env=env,
+                          capture_output=True, text=True)
+    record = json.loads(done.stdout)
+    assert record["in_scope"] and "Priya Natarajan" in record["answer"]
+    missing = subprocess.run([exe, "--kb", str(kb), "kb", "show", "nope"], env=env, capture_output=True, text=True)
+    assert missing.returncode == 1 and "unknown fact id" in missing.stderr
