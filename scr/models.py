@@ -43,6 +43,14 @@ def set_offline_env(force: bool = False) -> None:
             os.environ[key] = value
 
 
+def quiet_loading() -> None:
+    """transformers draws a progress bar for every weight load; our own progress bars are enough."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def cache_dir() -> Path:
     """Where converted models live: $SCR_CACHE_DIR, else $XDG_CACHE_HOME/scr, else ~/.cache/scr."""
     if os.environ.get("SCR_CACHE_DIR"):
@@ -127,6 +135,7 @@ def load_causal_lm(name: str = DEFAULT_LLM, device: str = "cpu", dtype: str = "f
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_llm(name)
+    quiet_loading()
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
     if tokenizer.pad_token is None:

@@ -162,7 +162,6 @@ PROMPTS = [
     as_chat("Fact: Friedrich Merz is the Chancellor of Germany since May 2025.\nQuestion: Who is the Chancellor "
             "of Germany?\nAnswer:"),
     as_chat("Translate to French: good morning", system="You are a translator."),
-    "The capital of France is",
     "Once upon a time",
 ]
 
@@ -174,7 +173,7 @@ def test_greedy_generation_equals_the_in_process_backend(vllm_backend, smol_back
 
 @pytest.mark.vllm
 def test_token_logprobs_equal_the_in_process_backend(vllm_backend, smol_backend):
-    continuations = [" Pope Francis", "Paris", "Friedrich Merz.", " Bonjour", " Paris.", ", there was"]
+    continuations = [" Pope Francis", "Paris", "Friedrich Merz.", " Bonjour", ", there was"]
     remote = vllm_backend.token_logprobs(PROMPTS, continuations)
     local = smol_backend.token_logprobs(PROMPTS, continuations)
     for r, l in zip(remote, local):
@@ -189,10 +188,9 @@ def test_constrained_choice_equals_the_in_process_backend(vllm_backend, smol_bac
 
     facts = ["Leo XIV is the Pope.", "Paris is the capital of France.", "The Helios-3 battery costs 4,500 euros."]
     chats, options = [], []
-    for question in ("Who is the Pope?", "How much is the Helios-3 battery?", "Who won the world cup?"):
-        for allow_none in (True, False):
-            chats.append(as_chat(prompts.choose_fact(facts, question, allow_none)))
-            options.append(["1", "2", "3"] + (["none"] if allow_none else []))
+    for question, allow_none in (("How much is the Helios-3 battery?", False), ("Who won the world cup?", True)):
+        chats.append(as_chat(prompts.choose_fact(facts, question, allow_none)))
+        options.append(["1", "2", "3"] + (["none"] if allow_none else []))
     # Options whose letters could also be spelt with other tokens ("y"+"e"+"s"): the trie of each option's own
     # tokens decides, in both backends.
     chats += ["Once upon a time", as_chat("Is the sky blue?"), "Q: Is fire cold? A:"]

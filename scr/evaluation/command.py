@@ -22,7 +22,7 @@ def command(
     limit: Optional[int] = typer.Option(None, "--limit", help="only the first LIMIT cases"),
     mode: Optional[str] = typer.Option(None, "--mode", help="generation | teacher-forced"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="run directory (resumed if it holds records)"),
-    answer_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="answer length (default 20)"),
+    answer_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="answer length (default 24)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="generation batch size (default 64)"),
     edit_batch_size: Optional[int] = typer.Option(None, "--edit-batch-size", help="editing: edits per apply()"),
     seed: Optional[int] = typer.Option(None, "--seed"),

@@ -30,7 +30,7 @@ class EvalConfig(BaseModel):
                                           description="sequential: updates applied together (1, 10, 100, all)")
     limit: int | None = Field(None, ge=1, description="only the first LIMIT cases")
     mode: Literal["generation", "teacher-forced"] = "generation"
-    max_new_tokens: int = Field(20, ge=1, le=512, description="answer length in generation mode")
+    max_new_tokens: int = Field(24, ge=1, le=512, description="answer length in generation mode")
     batch_size: int = Field(64, ge=1, description="generation batch size")
     chunk_cases: int = Field(32, ge=1, description="cases answered per batch call (and per saved chunk)")
     edit_batch_size: int | None = Field(None, ge=1, description="editing methods: edits per apply() call "

@@ -15,6 +15,10 @@ class Embedder(Embeddings):
         set_offline_env()
         from sentence_transformers import SentenceTransformer
 
+        from scr.models import quiet_loading
+
+        quiet_loading()
+
         self.name = name
         self.batch_size = batch_size
         self._model = SentenceTransformer(resolve_embedder(name), device=device)
