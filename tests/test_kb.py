@@ -209,6 +209,7 @@ def test_concurrent_writers_lose_nothing(make_kb, tmp_path, embedder):
         try:
             for i in range(5):
                 kb.add([FactInput(text=f"Writer {n} stored fact {i}.")])
+            kb.add([FactInput(text="Every writer adds this same fact.")])
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -218,10 +219,10 @@ def test_concurrent_writers_lose_nothing(make_kb, tmp_path, embedder):
     for t in threads:
         t.join()
     assert not errors
-    assert kb.count() == 20 and len(kb.index.ids()) == 20
-    # A second process-level handle sees every write.
+    assert kb.count() == 21 and len(kb.index.ids()) == 21  # the shared fact is stored once
+    # A second handle (as another process would open) sees every write.
     other = KnowledgeBase(tmp_path / "kb", embedder=embedder)
-    assert other.count() == 20
+    assert other.count() == 21
     other.add([FactInput(text="Written through a second handle.")])
     assert kb.search(["Written through a second handle."], k=1)[0][0].text == "Written through a second handle."
     other.close()
@@ -234,3 +235,12 @@ def test_search_vectors_scores_are_cosines(make_kb, embedder):
     hit = kb.search([query], k=1)[0][0]
     q, t = embedder.embed([query, FACTS[0].text])
     assert hit.score == pytest.approx(float(np.dot(q, t)), abs=1e-4)
+
+
+def test_switching_store_rebuilds_the_index_from_the_database(make_kb):
+    faiss_kb = make_kb("faiss")
+    added = faiss_kb.add(FACTS).added
+    faiss_kb.close()
+    chroma_kb = make_kb("chroma")
+    assert chroma_kb.search(["Who is the CEO of Northwind Labs?"], k=1)[0][0].id == added[0].id
+    assert len(chroma_kb.index.ids()) == 3

@@ -328,6 +328,10 @@ class KnowledgeBase:
             now = utcnow()
             with self._write() as (cur, additions, removals):
                 for fact, key, tvec, kvec in zip(fresh, keys, text_vecs, key_vecs):
+                    # Checked again under the write lock: another writer may have stored it while we embedded.
+                    if cur.execute("SELECT 1 FROM facts WHERE norm_text=?", (normalize_text(fact.text),)).fetchone():
+                        report.duplicates.append(fact.text)
+                        continue
                     old_id = fact.supersedes or self._same_subject_relation(cur, fact)
                     if old_id:
                         self._check_active(cur, old_id, "supersede")

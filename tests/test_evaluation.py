@@ -1,0 +1,354 @@
+"""The evaluator without models: datasets, metric functions, aggregation, judge parsing, and a whole run with a
+scripted backend whose answers are known, so every metric is checked against a value computed by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from scr.evaluation import EvalConfig, make_config
+from scr.evaluation.config import EvalConfigError
+from scr.evaluation.data import DatasetError, answer_groups, fact_text, load_cases
+from scr.evaluation.metrics import (aggregate, case_scores, contains, exact_match, parse_verdict, scope_metrics,
+                                    token_accuracy, token_agreement)
+from scr.llm.base import TokenScores
+
+from conftest import DATA_DIR
+
+SHIPPED = [("knowedit/wiki_counterfact_test.json", 839), ("knowedit/zsre_test.json", 1301),
+           ("knowedit/wiki_counterfact_train.json", 1427), ("counterfact/counterfact_train.json", 10000)]
+
+
+# ----- datasets ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,count", SHIPPED)
+def test_every_record_of_the_shipped_files_loads(name, count):
+    path = DATA_DIR / name
+    if not path.exists():
+        pytest.skip(f"{path} not available")
+    cases = load_cases(path)
+    assert len(cases) == count
+    assert len({c.case_id for c in cases}) == count
+    for c in cases:
+        assert c.prompt and c.target_new
+        assert c.probes[0].kind == "reliability" and c.probes[0].prompt == c.prompt
+        assert all(p.prompt for p in c.probes)
+
+
+def test_knowedit_shapes_become_probes():
+    wiki = load_cases(DATA_DIR / "knowedit/wiki_counterfact_test.json", limit=1)[0]
+    assert wiki.subject == "Leonardo DiCaprio" and wiki.target_new == "Syria"
+    assert wiki.target_true == "United States of America"
+    assert wiki.fact() == {"text": "The name of the country of citizenship of Leonardo DiCaprio is Syria.",
+                           "subject": "Leonardo DiCaprio", "object": "Syria", "source": "eval:0"}
+    labels = [p.label for p in wiki.probes]
+    assert labels[:2] == ["reliability", "generalization"]
+    assert "portability.Reasoning" in labels and "locality.Relation_Specificity" in labels
+    currency = next(p for p in wiki.probes if "currency" in p.prompt)
+    assert currency.aliases == ["Syrian pound", "SYP", "LS", "Syrian lira"] and currency.target == "Syrian pound"
+    assert not next(p for p in wiki.probes if p.kind == "locality").in_scope
+
+    zsre = load_cases(DATA_DIR / "knowedit/zsre_test.json", limit=1)[0]
+    assert zsre.fact()["text"] == "Which family does Epaspidoceras belong to? Noctuidae."
+    assert [p.kind for p in zsre.probes] == ["reliability", "generalization", "portability", "locality", "locality"]
+
+
+def test_answer_shapes():
+    assert answer_groups("Paris", "r", "f") == (("Paris",),)
+    assert answer_groups(["Paris", "Paname"], "r", "f") == (("Paris", "Paname"),)
+    assert answer_groups([["A", "a1"], ["B"]], "r", "f") == (("A", "a1"), ("B",))
+    assert answer_groups({"str": "Paris", "id": "Q90"}, "r", "f") == (("Paris",),)
+    assert answer_groups([], "r", "f") == () and answer_groups(None, "r", "f") == ()
+    assert fact_text("Who is it?", "Bob") == "Who is it? Bob."
+    assert fact_text("The capital is", "St. Louis.") == "The capital is St. Louis."
+
+
+def test_bad_records_name_the_record(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"prompt": "p", "target_new": "t"}) + "\n" + json.dumps({"target_new": "t"}) + "\n")
+    with pytest.raises(DatasetError, match="bad.jsonl line 2: missing or empty 'prompt'"):
+        load_cases(path)
+    path.write_text('{"prompt": "p", "target_new": "t"}\n{not json\n')
+    with pytest.raises(DatasetError, match="line 2: not valid JSON"):
+        load_cases(path)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"prompt": "p", "target_new": "t"},
+                               {"prompt": "p", "target_new": "t", "locality": {"RS": [{"ground_truth": "x"}, 3]}}]))
+    with pytest.raises(DatasetError, match=r"bad.json record 1, locality.RS\[1\]"):
+        load_cases(bad, "knowedit")
+    with pytest.raises(DatasetError, match="record 0: missing or empty 'target_new'"):
+        bad.write_text(json.dumps([{"prompt": "p", "target_new": []}]))
+        load_cases(bad)
+
+
+# ----- metric functions ----------------------------------------------------------------------------------------
+def test_contains_and_exact_match_with_aliases():
+    aliases = ["United States of America", "USA", "the States"]
+    assert contains("He is a citizen of the united states of america.", aliases)
+    assert contains("From the USA", aliases)
+    assert not contains("He is a citizen of Italy.", aliases)  # none of the aliases
+    assert not contains("anything", ["", "  "])  # empty aliases never match
+    assert exact_match("  usa. ", aliases) and exact_match('"The States"', aliases)
+    assert not exact_match("The USA", aliases)  # contained, but not exact
+    assert not exact_match("", [""])
+
+
+def test_token_metrics_from_token_scores():
+    s = TokenScores(tokens=["a", "b", "c", "d"], logprobs=[-1, -1, -1, -1], greedy=[True, False, True, True],
+                    argmax=[1, 7, 3, 4])
+    assert token_accuracy(s) == 0.75
+    ref = TokenScores(tokens=["a", "b", "c", "d"], logprobs=[0] * 4, greedy=[True, False, False, True],
+                      argmax=[1, 8, 9, 4])
+    assert token_agreement(s, ref) == 0.5  # positions 0 and 3 share the argmax
+    # Without argmax ids: compare whether each position's argmax is the continuation token.
+    s.argmax, ref.argmax = [], []
+    assert token_agreement(s, ref) == 0.75
+    assert token_accuracy(TokenScores([], [], [])) == 0.0
+
+
+@pytest.mark.parametrize("text,verdict", [("A", True), ("B", False), (" A.\n", True), ("B.", False),
+                                          ("CORRECT", None), ("INCORRECT", None), ("A or B", None), ("a", None),
+                                          ("", None), (None, None), ("Answer: A", None), ("AB", None)])
+def test_judge_verdicts_are_parsed_exactly(text, verdict):
+    assert parse_verdict(text) is verdict
+
+
+def test_judge_over_an_openai_compatible_client():
+    from scr.evaluation.judge import Judge
+
+    class Client:
+        def __init__(self):
+            self.models = self
+            self.chat = self
+            self.completions = self
+            self.prompts = []
+
+        def list(self):
+            return type("L", (), {"data": [type("M", (), {"id": "judge-model"})()]})()
+
+        def create(self, model, messages, **kw):
+            self.prompts.append(messages[0]["content"])
+            text = {"Paris": "A", "Lyon": "B"}.get(messages[0]["content"].split("Answer to grade: ")[1].split("\n")[0],
+                                                   "INCORRECT")
+            return type("R", (), {"choices": [type("C", (), {"message": type("M", (), {"content": text})()})()]})()
+
+    client = Client()
+    judge = Judge("http://x/v1", None, client=client, workers=2)
+    out = judge.judge([("Capital of France?", ["Paris"], "Paris"), ("q", ["Paris"], "Lyon"), ("q", ["Paris"], "?")])
+    assert out == [(True, "A"), (False, "B"), (None, "INCORRECT")]
+    assert judge.model == "judge-model" and "Reference answer(s): Paris" in client.prompts[0]
+
+
+def test_aggregation_by_hand():
+    probes = [{"kind": "reliability", "sub": None, "score": 1.0},
+              {"kind": "portability", "sub": "Reasoning", "score": 1.0},
+              {"kind": "portability", "sub": "Reasoning", "score": 0.0},
+              {"kind": "portability", "sub": "Subject_Aliasing", "score": 1.0},
+              {"kind": "locality", "sub": "RS", "score": 0.0}]
+    one = case_scores(probes)
+    # Reasoning = 0.5, Subject_Aliasing = 1.0, portability = their mean.
+    assert one == {"reliability": 1.0, "portability.Reasoning": 0.5, "portability.Subject_Aliasing": 1.0,
+                   "locality.RS": 0.0, "portability": 0.75, "locality": 0.0}
+    two = case_scores([{"kind": "reliability", "sub": None, "score": 0.0},
+                       {"kind": "generalization", "sub": None, "score": 1.0}])
+    agg = aggregate([one, two])
+    assert agg["reliability"] == 0.5 and agg["generalization"] == 1.0  # only the case that has it
+    assert agg["portability"] == 0.75 and agg["locality"] == 0.0
+    assert agg["average"] == pytest.approx((0.5 + 1.0 + 0.0 + 0.75) / 4)
+
+
+def test_scope_metrics_by_hand():
+    probes = [{"kind": "reliability", "in_scope": True, "own_fact": True},
+              {"kind": "generalization", "in_scope": False},
+              {"kind": "portability", "in_scope": True, "own_fact": False},
+              {"kind": "locality", "in_scope": False}, {"kind": "locality", "in_scope": True},
+              {"kind": "locality", "in_scope": False}, {"kind": "reliability"}]  # no decision: not counted
+    m = scope_metrics(probes)
+    assert m["scope.accept_rate"] == pytest.approx(2 / 3) and m["scope.reject_rate"] == pytest.approx(2 / 3)
+    assert m["scope_accuracy"] == pytest.approx(2 / 3) and m["scope.right_fact"] == pytest.approx(1 / 3)
+    assert m["scope.accuracy_pooled"] == pytest.approx(4 / 6)
+
+
+def test_config_parsing(tmp_path):
+    c = make_config(data="d.json", out="o", methods="base, scr-paper,memit", n="1,10,all")
+    assert c.methods == ["base", "scr-paper", "memit"] and c.n == [1, 10, "all"]
+    assert c.sizes(25) == [1, 10, 25] and c.sizes(5) == [1, 5]
+    assert make_config(data="d", out="o", protocol="single", n="all").sizes(9) == [1]
+    with pytest.raises(EvalConfigError, match="N must be"):
+        make_config(data="d", out="o", n="0")
+    with pytest.raises(EvalConfigError, match="mode"):
+        make_config(data="d", out="o", mode="teacher_forcing")  # misspelt: an error, never a silent fallback
+    from scr.evaluation.methods import method_names_valid
+
+    method_names_valid(["base", "context-oracle", "scr", "scr-llm", "scr-similarity"])
+    with pytest.raises(ValueError, match="unknown method 'scr-fancy'"):
+        method_names_valid(["scr-fancy"])
+
+
+# ----- a whole run with a scripted backend --------------------------------------------------------------------
+class ScriptedBackend:
+    """Answers from a table (prompt text -> answer); counts calls. Implements the LLMBackend protocol."""
+
+    name = "scripted"
+
+    def __init__(self, table):
+        self.table = table
+        self.calls = 0
+
+    @staticmethod
+    def _text(prompt):
+        return prompt if isinstance(prompt, str) else prompt[-1]["content"]
+
+    def generate(self, prompts, max_new_tokens=48):
+        self.calls += 1
+        out = []
+        for p in prompts:
+            text = self._text(p)
+            fact = text.split("Fact: ")[1].split("\n")[0] if text.startswith("Answer the question based") else None
+            question = text.split("Question: ")[1].split("\n")[0] if fact else text
+            out.append(self.table.get((fact, question), self.table.get(question, "I don't know.")))
+        return out
+
+    def token_logprobs(self, prompts, continuations):
+        self.calls += 1
+        out = []
+        for p, c in zip(prompts, continuations):
+            in_context = self._text(p).startswith("Answer the question based")
+            n = 2
+            out.append(TokenScores(["x"] * n, [-1.0] * n, [in_context, in_context or "Lyon" in c], argmax=[1, 2]))
+        return out
+
+    def choose(self, prompts, options):
+        return [0 for _ in prompts]
+
+    def close(self):
+        pass
+
+
+TINY = [
+    {"case_id": "c1", "subject": "Freedonia", "prompt": "The capital of Freedonia is", "target_new": "Sylvania",
+     "ground_truth": "Fredville", "rephrase": "Freedonia's capital city is",
+     "portability": {"Reasoning": [{"prompt": "The country whose capital is Sylvania is",
+                                    "ground_truth": [["Freedonia", "Republic of Freedonia"]]}]},
+     "locality": {"Relation_Specificity": [{"prompt": "The anthem of Freedonia is", "ground_truth": ["Hail"]}]}},
+    {"case_id": "c2", "subject": "Bob", "prompt": "Which city does Bob live in?", "target_new": ["Lyon", "Lugdunum"],
+     "ground_truth": ["Paris"], "rephrase_prompt": "Where does Bob live?",
+     "locality_prompt": "Where does Alice live?", "locality_ground_truth": "Rome"},
+]
+FACT1 = "The capital of Freedonia is Sylvania."
+FACT2 = "Which city does Bob live in? Lyon."
+ANSWERS = {
+    # unmodified model
+    "The capital of Freedonia is": "The capital of Freedonia is Fredville.",
+    "Freedonia's capital city is": "Fredville.",
+    "The country whose capital is Sylvania is": "Sylvania is a country.",
+    "The anthem of Freedonia is": "Hail Freedonia.",
+    "Which city does Bob live in?": "Paris.",
+    "Where does Bob live?": "Bob lives in Lugdunum.",  # contains an alias of the new target by chance
+    "Where does Alice live?": "Rome.",
+    # with the fact in context
+    (FACT1, "The capital of Freedonia is"): "Sylvania.",
+    (FACT1, "Freedonia's capital city is"): "Fredville, as before.",  # contains must be false
+    (FACT1, "The country whose capital is Sylvania is"): "The Republic of Freedonia.",
+    (FACT1, "The anthem of Freedonia is"): "Sylvania!",
+    (FACT2, "Which city does Bob live in?"): "lyon",
+    (FACT2, "Where does Bob live?"): "In LYON.",
+    (FACT2, "Where does Alice live?"): "Lyon.",
+}
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> Path:
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in TINY))
+    return path
+
+
+def test_scripted_run_matches_hand_computed_metrics(tiny_data, tmp_path):
+    from scr.evaluation.runner import Evaluator
+
+    backend = ScriptedBackend(ANSWERS)
+    config = EvalConfig(data=str(tiny_data), methods=["base", "context-oracle"], out=str(tmp_path / "run"),
+                        max_new_tokens=8)
+    report = Evaluator(config, backend=backend, command="test", log=lambda m: None, progress=False).run()
+    base = report["methods"]["base"]["metrics"]
+    # c1: reliability 0 ("Fredville"), generalization 0, portability 1 ("Sylvania is a country" lacks
+    #     "Freedonia"? no: it lacks both aliases -> 0). c2: reliability 0 ("Paris."), generalization 1 ("Lugdunum").
+    assert base["reliability"] == 0.0
+    assert base["generalization"] == 0.5
+    assert base["portability"] == 0.0
+    assert base["locality"] == 1.0  # the unmodified model compared with itself
+    assert base["exact.generalization"] == 0.0  # "Bob lives in Lugdunum." is not an exact match
+    assert base["average"] == pytest.approx((0 + 0.5 + 1 + 0) / 4)
+    assert "scope_accuracy" not in base
+    oracle = report["methods"]["context-oracle"]["metrics"]
+    # reliability: "Sylvania." and "lyon" both contain the target -> 1; exact: both exact after normalisation.
+    assert oracle["reliability"] == 1.0 and oracle["exact.reliability"] == 1.0
+    # generalization: "Fredville, as before." lacks "Sylvania" (contains false) -> 0; "In LYON." -> 1.
+    assert oracle["generalization"] == 0.5
+    assert oracle["portability"] == 1.0  # "The Republic of Freedonia." contains both aliases
+    assert oracle["locality"] == 1.0  # locality probes are asked plainly: the same answers as before
+    assert oracle["locality_gt.locality"] == 1.0  # "Hail Freedonia." has "Hail", "Rome." has "Rome"
+    assert oracle["scope_accuracy"] == 1.0 and oracle["scope.right_fact"] == 1.0
+    # Every case is in report.json, every probe in the records.
+    assert [c["case_id"] for c in report["methods"]["base"]["cases"]] == ["c1", "c2"]
+    rows = [json.loads(l) for l in (tmp_path / "run/records/context-oracle.jsonl").read_text().splitlines()]
+    gen = next(p for r in rows if r.get("case_id") == "c1" for p in r["probes"] if p["kind"] == "generalization")
+    assert gen == {**gen, "answer": "Fredville, as before.", "score": 0.0, "fact": FACT1, "in_scope": True}
+    md = (tmp_path / "run/report.md").read_text()
+    assert "| **reliability** | 0.0 | 100.0 |" in md and "Command: `test`" in md
+    assert (tmp_path / "run/metrics.png").stat().st_size > 0
+
+    # A finished run re-run resumes: no model call at all, the same numbers.
+    again = ScriptedBackend(ANSWERS)
+    report2 = Evaluator(config, backend=again, command="test", log=lambda m: None, progress=False).run()
+    assert again.calls == 0
+    assert report2["methods"]["base"]["metrics"] == report["methods"]["base"]["metrics"]
+
+
+def test_interrupted_run_continues(tiny_data, tmp_path):
+    from scr.evaluation.runner import Evaluator
+
+    out = tmp_path / "run"
+    config = EvalConfig(data=str(tiny_data), methods=["context-oracle"], out=str(out), chunk_cases=1)
+    Evaluator(config, backend=ScriptedBackend(ANSWERS), log=lambda m: None, progress=False).run()
+    records = out / "records/context-oracle.jsonl"
+    lines = records.read_text().splitlines()
+    # Drop the last case (as if killed before it was written) and cut the memo: the run redoes only that case.
+    keep = [l for l in lines if json.loads(l).get("case_id") != "c2" and json.loads(l).get("type") != "mem"]
+    records.write_text("\n".join(keep[:-1]) + "\n")
+    (out / "cache/llm.jsonl").write_text("")
+    backend = ScriptedBackend(ANSWERS)
+    report = Evaluator(config, backend=backend, log=lambda m: None, progress=False).run()
+    assert [c["case_id"] for c in report["methods"]["context-oracle"]["cases"]] == ["c1", "c2"]
+    assert report["methods"]["context-oracle"]["metrics"]["reliability"] == 1.0
+    assert backend.calls == 2  # c2's reference answers and c2's answers: c1 was not asked again
+
+
+def test_teacher_forced_scripted(tiny_data, tmp_path):
+    from scr.evaluation.runner import Evaluator
+
+    config = EvalConfig(data=str(tiny_data), methods=["base", "context-oracle"], out=str(tmp_path / "tf"),
+                        mode="teacher-forced")
+    report = Evaluator(config, backend=ScriptedBackend(ANSWERS), log=lambda m: None, progress=False).run()
+    base, oracle = report["methods"]["base"]["metrics"], report["methods"]["context-oracle"]["metrics"]
+    # Scripted: plain prompts get greedy [False, "Lyon" in target], in-context prompts [True, True].
+    assert base["reliability"] == pytest.approx((0.0 + 0.5) / 2)
+    assert oracle["reliability"] == 1.0 and oracle["portability"] == 1.0
+    assert base["locality"] == 1.0 and oracle["locality"] == 1.0  # same argmax ids as the unmodified model
+
+
+def test_suite_file(tmp_path):
+    from scr.evaluation.config import load_suite
+
+    suite = tmp_path / "s.toml"
+    suite.write_text('[eval]\ndata = "x.json"\nmethods = ["base"]\nn = [1, "all"]\nout = "o"\n'
+                     '[settings]\nscope_threshold = 0.7\n')
+    fields, settings = load_suite(suite)
+    assert make_config(**fields).n == [1, "all"] and settings == {"scope_threshold": 0.7}
+    suite.write_text("[evaluation]\n")
+    with pytest.raises(EvalConfigError, match="unknown table"):
+        load_suite(suite)
+    for shipped in Path(__file__).resolve().parents[1].glob("evals/*.toml"):
+        make_config(**load_suite(shipped)[0])
