@@ -240,17 +240,18 @@ def quickstart(
                 base_answers = engine.base_answers(texts)
                 answers = engine.ask_batch(texts)
     table = Table("question", "unmodified model", "SCR", "fact used", show_lines=True)
-    updated = unchanged = 0
+    updated = unchanged = scoped = 0
     for q, b, a in zip(questions, base_answers, answers):
         table.add_row(q["question"], b, a.answer, a.facts[0].text if a.facts else "-")
+        scoped += a.in_scope == bool(q.get("expect"))
         if q.get("expect") and q["expect"].lower() in a.answer.lower():
             updated += 1
         if not q.get("expect") and not a.in_scope and a.answer == b:
             unchanged += 1
     out.print(table)
     n_in = sum(1 for q in questions if q.get("expect"))
-    out.print(f"updated answers: {updated}/{n_in} in-scope questions; "
-              f"unchanged answers: {unchanged}/{len(questions) - n_in} out-of-scope questions")
+    out.print(f"scope decisions right: {scoped}/{len(questions)}; updated answers: {updated}/{n_in} in-scope "
+              f"questions; unchanged answers: {unchanged}/{len(questions) - n_in} out-of-scope questions")
 
 
 @models_app.command("prepare")
