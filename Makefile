@@ -28,7 +28,7 @@ vllm-env:
 quickstart: install
 	$(VENV)/bin/scr quickstart
 
-test: install
+test: install vllm-env
 	$(VENV)/bin/pytest -q
 
 clean:

@@ -305,6 +305,8 @@ def test_scripted_run_matches_hand_computed_metrics(tiny_data, tmp_path):
     report2 = Evaluator(config, backend=again, command="test", log=lambda m: None, progress=False).run()
     assert again.calls == 0
     assert report2["methods"]["base"]["metrics"] == report["methods"]["base"]["metrics"]
+    report3 = Evaluator(config, backend=again, command="other", log=lambda m: None, progress=False).run(report_only=True)
+    assert again.calls == 0 and report3["run"]["command"] == "test"  # the command that produced the records
 
 
 def test_interrupted_run_continues(tiny_data, tmp_path):

@@ -20,7 +20,6 @@ from scr.llm import make_backend
 from scr.llm.base import BackendError, BackendUnavailable, as_chat
 from scr.llm.vllm import VLLMBackend
 from scr.llm.vllm_server import VLLMSetupError, ensure_venv, free_port, start_server
-from scr.pipeline import base_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "knowledge_base"
@@ -188,13 +187,12 @@ def test_constrained_choice_equals_the_in_process_backend(vllm_backend, smol_bac
 
     facts = ["Leo XIV is the Pope.", "Paris is the capital of France.", "The Helios-3 battery costs 4,500 euros."]
     chats, options = [], []
-    for question, allow_none in (("How much is the Helios-3 battery?", False), ("Who won the world cup?", True)):
-        chats.append(as_chat(prompts.choose_fact(facts, question, allow_none)))
-        options.append(["1", "2", "3"] + (["none"] if allow_none else []))
+    chats.append(as_chat(prompts.choose_fact(facts, "Who won the world cup?", allow_none=True)))
+    options.append(["1", "2", "3", "none"])
     # Options whose letters could also be spelt with other tokens ("y"+"e"+"s"): the trie of each option's own
     # tokens decides, in both backends.
-    chats += ["Once upon a time", as_chat("Is the sky blue?"), "Q: Is fire cold? A:"]
-    options += [["yes", "no"], ["yes", "no", "maybe"], [" yes", " no", " none"]]
+    chats += ["Once upon a time", "Q: Is fire cold? A:"]
+    options += [["yes", "no"], [" yes", " no", " none"]]
     assert vllm_backend.choose(chats, options) == smol_backend.choose(chats, options)
 
 
@@ -209,8 +207,7 @@ def test_the_real_server_serving_another_model_is_a_clear_error(vllm_server):
 
 
 QUESTIONS = ["Who is the Pope?", "Who is the Chancellor of Germany?", "Where is the headquarters of Northwind Labs?",
-             "How much does the Helios-3 battery cost?", "What is the capital of France?",
-             "Who wrote Romeo and Juliet?", "What is the currency of Japan?"]
+             "What is the capital of France?", "Who wrote Romeo and Juliet?"]
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +229,7 @@ def local_answers(sample_kb, smol_backend, embedder):
 
 
 @pytest.mark.vllm
-def test_scr_through_vllm_equals_scr_in_process(sample_kb, local_answers, vllm_server, vllm_backend, embedder):
+def test_scr_through_vllm_equals_scr_in_process(vllm_server, vllm_backend, sample_kb, local_answers, embedder):
     settings = Settings(kb_dir=sample_kb, backend="vllm", vllm_url=vllm_server.url, vllm_model=SERVED,
                         max_new_tokens=MAX_NEW_TOKENS)
     engine = Engine(settings, backend=vllm_backend, embedder=embedder)
@@ -240,12 +237,12 @@ def test_scr_through_vllm_equals_scr_in_process(sample_kb, local_answers, vllm_s
     engine.kb().close()
     assert [(a.answer, a.in_scope, [f.id for f in a.facts]) for a in remote] == \
         [(a.answer, a.in_scope, [f.id for f in a.facts]) for a in local_answers]
-    assert [a.in_scope for a in remote] == [True, True, True, True, False, False, False]
+    assert [a.in_scope for a in remote] == [True, True, True, False, False]
     assert "Merz" in remote[1].answer and "Lisbon" in remote[2].answer  # updated answers
 
 
 @pytest.mark.vllm
-def test_scr_serve_with_the_vllm_backend_answers_like_the_in_process_backend(sample_kb, local_answers, vllm_server):
+def test_scr_serve_with_the_vllm_backend_answers_like_the_in_process_backend(vllm_server, sample_kb, local_answers):
     from openai import OpenAI
 
     from test_api import start_scr_serve, stop

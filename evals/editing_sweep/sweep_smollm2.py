@@ -90,6 +90,7 @@ def run(method: str, overrides: dict, records: list[dict], model, tok) -> dict:
             after, _ = argmax_tokens(model, tok, p, a)
             scores["locality"].append(sum(x == y for x, y in zip(before, after)) / len(before))
         editor.restore()
+        print(f"  {len(seconds)}/{len(records)} {report.seconds:.1f}s eff={scores['efficacy'][-1]:.2f}", flush=True)
     summary = {k: round(100 * statistics.mean(v), 1) if v else None for k, v in scores.items()}
     summary["n_alias"], summary["n_locality"] = len(scores["alias"]), len(scores["locality"])
     summary["seconds_per_edit"] = round(statistics.mean(seconds), 2)

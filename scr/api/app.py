@@ -52,8 +52,13 @@ def create_app(engine_or_settings: Engine | Settings, *, api_token: str | None =
     owns_engine = isinstance(engine_or_settings, Settings)
     engine = Engine(engine_or_settings) if owns_engine else engine_or_settings
     if warm_up:
-        engine.kb(create=True)
-        _ = engine.embedder, engine.backend
+        try:
+            engine.kb(create=True)
+            _ = engine.embedder, engine.backend
+        except BaseException:
+            if owns_engine:
+                engine.close()
+            raise
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -166,19 +171,15 @@ def _add_query_routes(app: FastAPI) -> None:
 
 
 # ----- facts ----------------------------------------------------------------------------------------------------------
-_FACTS_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"oneOf": [
-            {"$ref": "#/components/schemas/FactInput"},
-            {"type": "array", "items": {"$ref": "#/components/schemas/FactInput"}},
-            {"type": "object", "properties": {"facts": {"type": "array",
-                                                        "items": {"$ref": "#/components/schemas/FactInput"}}},
-             "required": ["facts"]},
-        ]}, "example": {"text": "The capital of Freedonia is Sylvania.", "subject": "Freedonia",
-                        "relation": "capital", "object": "Sylvania"}}},
-    }
-}
+def _facts_body_doc() -> dict[str, Any]:
+    """The OpenAPI description of POST /v1/facts, whose body is parsed by hand (see parse_facts)."""
+    fact = FactInput.model_json_schema()
+    many = {"type": "array", "items": fact}
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"oneOf": [fact, many, {"type": "object", "properties": {"facts": many}, "required": ["facts"]}]},
+        "example": {"text": "The capital of Freedonia is Sylvania.", "subject": "Freedonia", "relation": "capital",
+                    "object": "Sylvania"},
+    }}}}
 
 
 def parse_facts(payload: Any, limit: int) -> list[FactInput]:
@@ -213,7 +214,7 @@ def parse_facts(payload: Any, limit: int) -> list[FactInput]:
 
 def _add_fact_routes(app: FastAPI) -> None:
     @app.post("/v1/facts", response_model=AddFactsResponse, status_code=201, tags=["facts"],
-              dependencies=[Depends(require_token)], openapi_extra=_FACTS_BODY)
+              dependencies=[Depends(require_token)], openapi_extra=_facts_body_doc())
     def add_facts(request: Request, response: Response, payload: Any = Body(None)):
         """Store one or many facts (all or nothing); a fact with ``supersedes`` (or the same subject and
         relation as an active fact) replaces it. Visible to the next query."""

@@ -122,6 +122,18 @@ def key_covariances(model, tok, arch: Architecture, layers, settings: Covariance
     if not missing:
         return result
 
+    computed, count = compute_key_covariances(model, tok, arch, missing, settings)
+    corpus_name, _ = resolve_corpus(settings)
+    for layer, cov in computed.items():
+        atomic_save({"cov": cov, "n_tokens": count, "corpus": corpus_name}, folder / f"layer{layer}.pt")
+        result[layer] = cov
+    return result
+
+
+def compute_key_covariances(model, tok, arch: Architecture, layers, settings: CovarianceSettings
+                            ) -> tuple[dict[int, torch.Tensor], int]:
+    """({layer: C0}, number of tokens), computed in one pass over the corpus, not cached."""
+    missing = sorted(layers)
     corpus_name, corpus_path = resolve_corpus(settings)
     if corpus_path is None:
         chunks = generated_chunks(model, tok, settings.n_samples, settings.sample_tokens, settings.batch_size)
@@ -148,8 +160,4 @@ def key_covariances(model, tok, arch: Architecture, layers, settings: Covariance
                 keys = store[layer].reshape(-1, store[layer].shape[-1]).float()
                 sums[layer] += (keys.T @ keys).double().cpu()
             count += ids.numel()
-    for layer in missing:
-        cov = (sums[layer] / max(count, 1)).float()
-        atomic_save({"cov": cov, "n_tokens": count, "corpus": corpus_name}, folder / f"layer{layer}.pt")
-        result[layer] = cov
-    return result
+    return {layer: (sums[layer] / max(count, 1)).float() for layer in missing}, count

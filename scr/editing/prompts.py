@@ -49,7 +49,7 @@ def subject_texts(tok, request: EditRequest, context_templates: list[str]) -> tu
     for ctx in context_templates:
         prompt_template = ctx.format(template)  # e.g. "Because it was ... . The capital of {} is"
         texts.append(prompt_template.format(subject))
-        head = prompt_template[: prompt_template.index("{}")] + subject
+        head = prompt_template[: prompt_template.index("{}")].format() + subject  # .format() unescapes {{ }}
         indices.append(len(encode(tok, head)) - 1)
     return texts, indices
 

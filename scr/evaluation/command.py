@@ -30,6 +30,8 @@ def command(
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="judge model name (default: the server's)"),
     title: Optional[str] = typer.Option(None, "--title", help="report title"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
+    report_only: bool = typer.Option(False, "--report-only", help="only rebuild the reports from the records "
+                                                                  "(e.g. beside a run in progress)"),
 ) -> None:
     """Evaluate methods on a knowledge-editing dataset; writes report.json, report.md and plots to --out."""
     from scr.cli_support import USER_ERRORS, err, out
@@ -56,8 +58,9 @@ def command(
         from scr.evaluation.runner import Evaluator
 
         log = (lambda msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
-        evaluator = Evaluator(config, settings, log=log, progress=None if not quiet else False)
-        report = evaluator.run()
+        evaluator = Evaluator(config, settings, command=_command_line(ctx, suite, flags), log=log,
+                              progress=None if not quiet else False)
+        report = evaluator.run(report_only=report_only)
     except (*USER_ERRORS, EvalConfigError, DatasetError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
@@ -69,3 +72,24 @@ def command(
                           if metrics.get(k) is not None)
         out.print(f"  {name} (N={m['n']}{'' if m['complete'] else ', partial'}): {shown}; {m['cost']['wall_s']} s",
                   highlight=False)
+
+
+def _command_line(ctx, suite, flags: dict) -> str:
+    """The command as typed when run through the ``scr`` script; else rebuilt from the options (tests, -m)."""
+    import shlex
+    import sys
+
+    if Path(sys.argv[0]).name == "scr":
+        return "scr " + shlex.join(sys.argv[1:])
+    names = {"format": "--format", "out": "--out", "max_new_tokens": "--max-new-tokens"}
+    parts = ["scr"]
+    for key, value in ctx.obj["overrides"].items():
+        if value is not None:
+            parts += ["--" + key.replace("_", "-"), str(value)]
+    parts.append("eval")
+    if suite:
+        parts += ["--suite", str(suite)]
+    for key, value in flags.items():
+        if value is not None:
+            parts += [names.get(key, "--" + key.replace("_", "-")), str(value)]
+    return shlex.join(parts)

@@ -45,7 +45,9 @@ def _method_summary(ctx, evaluator, name: str) -> dict | None:
         answer_s = sum(t["seconds"] for t in times if t["phase"] == "answer")
         mems = [m["peak_rss_mb"] for m in records.select(h, "mem", n)]
         edit_s = sum(t.get("details", {}).get("edit_seconds", 0.0) for t in times if t["phase"] == "apply")
-        cost = {"wall_s": round(apply_s + answer_s, 1), "apply_s": round(apply_s, 1), "answer_s": round(answer_s, 1),
+        # CPU time only where every step recorded it (records of older versions do not).
+        cpu_s = round(sum(t["cpu_s"] for t in times), 1) if all("cpu_s" in t for t in times) else None
+        cost = {"wall_s": round(apply_s + answer_s, 1), "cpu_s": cpu_s, "apply_s": round(apply_s, 1), "answer_s": round(answer_s, 1),
                 "probes": sum(t.get("probes", 0) for t in times if t["phase"] == "answer"),
                 "memo_hits": sum(t.get("memo_hits", 0) for t in times if t["phase"] == "answer"),
                 "memo_misses": sum(t.get("memo_misses", 0) for t in times if t["phase"] == "answer"),
@@ -186,16 +188,18 @@ def markdown(report: dict) -> str:
         name = f"**{label}**" if bold else label
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Cost", ""]
-    lines += ["| method | wall s | apply s | answer s | probes | memoised answers | peak RSS MB | s / edit |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| method | wall s | CPU s | apply s | answer s | probes | memo hits | peak RSS MB | s / edit |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n in names:
         c = methods[n]["cost"]
         memo = c["memo_hits"] / max(c["memo_hits"] + c["memo_misses"], 1)
-        lines.append(f"| {n} | {c['wall_s']} | {c['apply_s']} | {c['answer_s']} | {c['probes']} | {100 * memo:.0f}% | "
+        lines.append(f"| {n} | {c['wall_s']} | {c.get('cpu_s', '–')} | {c['apply_s']} | {c['answer_s']} | {c['probes']} | {100 * memo:.0f}% | "
                      f"{c['peak_rss_mb']} | {c.get('seconds_per_edit', '–')} |")
-    lines += ["", "Wall time excludes model loading. Answers of the unmodified model to identical requests are "
+    lines += ["", "Wall time excludes model loading; CPU s is this process's CPU time (all threads), which does not "
+                  "grow when other processes share the cores. Answers of the unmodified model to identical requests are "
                   "memoised within the run (greedy decoding is deterministic), so a method's time depends on what "
-                  "ran before it: see the memoised share.", ""]
+                  "ran before it. Memo hits: the share of requests to the shared, unmodified model (reference "
+                  "answers for locality included) answered from the memo; edited models never use it.", ""]
     multi = [n for n in names if len(methods[n]["by_n"]) > 1]
     if multi:
         lines += ["## By N", ""]

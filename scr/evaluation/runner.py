@@ -164,6 +164,8 @@ class Evaluator:
         self._embedder = embedder
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.judge = None
+        self.report_every_s = 600.0
+        self._last_report = time.monotonic()
         if config.judge_url:
             from scr.evaluation.judge import Judge
 
@@ -216,9 +218,17 @@ class Evaluator:
                       "judge": c.judge_model if c.judge_url else None, "version": 1})
 
     # -- run ----------------------------------------------------------------------------------------------------
-    def run(self) -> dict:
+    def run(self, report_only: bool = False) -> dict:
+        """Evaluate what is not done yet, then write the reports; ``report_only``: just rebuild the reports
+        from the records (safe beside a run in progress on the same directory)."""
         from scr.evaluation.report import write_reports
 
+        if report_only:
+            ctx = self._context()
+            saved = ctx.out / "config.json"
+            if saved.exists():  # the report names the command that produced the records, not this one
+                ctx.command = json.loads(saved.read_text()).get("command", ctx.command)
+            return write_reports(ctx, self)
         started = time.time()
         random.seed(self.config.seed)
         try:
@@ -243,12 +253,18 @@ class Evaluator:
             finally:
                 method.close()
             done_methods.append(name)
-            write_reports(ctx, self)
+            self._write_reports(ctx)
         session = time.time() - started
         self._append_session(ctx, session)
         report = write_reports(ctx, self)
         ctx.memo.close()
         return report
+
+    def _write_reports(self, ctx: RunContext) -> dict:
+        from scr.evaluation.report import write_reports
+
+        self._last_report = time.monotonic()
+        return write_reports(ctx, self)
 
     def _append_session(self, ctx: RunContext, seconds: float) -> None:
         path = ctx.out / "records" / "_sessions.jsonl"
@@ -272,8 +288,8 @@ class Evaluator:
             if not todo_groups:
                 self.log(f"{method.name} N={n}: done ({len(done)} cases), nothing to run")
                 continue
-            self.log(f"{method.name} N={n}: {len(done)} cases done, {sum(len(g) for _, g in todo_groups)} to go "
-                     f"in {len(todo_groups)} group(s)")
+            left = sum(c.case_id not in done for _, g in todo_groups for c in g)
+            self.log(f"{method.name} N={n}: {len(done)} cases done, {left} to go in {len(todo_groups)} group(s)")
             with PeakMemory() as mem:
                 self._run_groups(ctx, method, records, h, n, todo_groups, done)
             records.add([{"type": "mem", "h": h, "n": n, "peak_rss_mb": mem.peak_mb}])
@@ -284,30 +300,34 @@ class Evaluator:
         bar = _Bar(f"{method.name} N={n}", total, self.progress)
         try:
             for g, group in groups:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 method.reset()
                 details = method.apply(group)
                 apply_s = time.perf_counter() - t0
                 records.add([{"type": "time", "h": h, "n": n, "group": g, "phase": "apply",
-                              "seconds": round(apply_s, 3), "cases": len(group), "details": details}])
+                              "seconds": round(apply_s, 3), "cpu_s": round(time.process_time() - c0, 3),
+                              "cases": len(group), "details": details}])
                 remaining = [c for c in group if c.case_id not in done]
                 size = self.config.chunk_cases
                 for start in range(0, len(remaining), size):
                     chunk = remaining[start : start + size]
                     hits, misses = ctx.memo.hits, ctx.memo.misses
-                    t1 = time.perf_counter()
+                    t1, c1 = time.perf_counter(), time.process_time()
                     rows = self._evaluate_chunk(ctx, method, chunk)
-                    seconds = time.perf_counter() - t1
+                    seconds, cpu_s = time.perf_counter() - t1, time.process_time() - c1
                     n_probes = sum(len(r["probes"]) for r in rows)
                     for r in rows:
                         r.update({"h": h, "n": n, "group": g})
                     rows.append({"type": "time", "h": h, "n": n, "group": g, "phase": "answer",
-                                 "seconds": round(seconds, 3), "cases": len(chunk), "probes": n_probes,
+                                 "seconds": round(seconds, 3), "cpu_s": round(cpu_s, 3), "cases": len(chunk),
+                                 "probes": n_probes,
                                  "memo_hits": ctx.memo.hits - hits, "memo_misses": ctx.memo.misses - misses})
                     records.add(rows)
                     done.update(c.case_id for c in chunk)
                     finished += len(chunk)
                     bar.update(finished)
+                    if time.monotonic() - self._last_report > self.report_every_s:
+                        self._write_reports(ctx)  # long runs: partial reports (marked partial) as they go
                     if not bar.visible:
                         self.log(f"  {method.name} N={n}: {finished}/{total} cases "
                                  f"({n_probes} probes in {seconds:.1f} s)")

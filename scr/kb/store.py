@@ -242,7 +242,9 @@ class KnowledgeBase:
         return Fact(**{n: v for n, v in zip(names, row) if v is not None})
 
     def get(self, fact_id: str) -> Fact:
-        row = self._db.execute(f"SELECT {_FACT_COLUMNS} FROM facts WHERE id=?", (fact_id,)).fetchone()
+        # Reads take the lock too: they share the connection, and must not see a write in progress.
+        with self._lock:
+            row = self._db.execute(f"SELECT {_FACT_COLUMNS} FROM facts WHERE id=?", (fact_id,)).fetchone()
         if row is None:
             raise FactNotFound(f"unknown fact id: {fact_id!r}")
         return self._fact(row)
@@ -251,17 +253,20 @@ class KnowledgeBase:
         """Facts in insertion order; ``status=None`` lists every fact, history included."""
         where, args = ("WHERE status=?", [status]) if status else ("", [])
         sql = f"SELECT {_FACT_COLUMNS} FROM facts {where} ORDER BY rowid LIMIT ? OFFSET ?"
-        rows = self._db.execute(sql, args + [limit if limit is not None else -1, offset])
+        with self._lock:
+            rows = self._db.execute(sql, args + [limit if limit is not None else -1, offset]).fetchall()
         return [self._fact(r) for r in rows]
 
     def count(self, status: str | None = "active") -> int:
-        if status:
-            return self._db.execute("SELECT COUNT(*) FROM facts WHERE status=?", (status,)).fetchone()[0]
-        return self._db.execute("SELECT COUNT(*) FROM facts").fetchone()[0]
+        with self._lock:
+            if status:
+                return self._db.execute("SELECT COUNT(*) FROM facts WHERE status=?", (status,)).fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM facts").fetchone()[0]
 
     def events(self, fact_id: str) -> list[FactEvent]:
-        rows = self._db.execute("SELECT fact_id, at, event, detail FROM events WHERE fact_id=? ORDER BY seq",
-                                (fact_id,))
+        with self._lock:
+            rows = self._db.execute("SELECT fact_id, at, event, detail FROM events WHERE fact_id=? ORDER BY seq",
+                                    (fact_id,)).fetchall()
         return [FactEvent(fact_id=f, at=a, event=e, detail=d) for f, a, e, d in rows]
 
     def history(self, fact_id: str) -> list[tuple[Fact, list[FactEvent]]]:

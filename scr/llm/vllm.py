@@ -128,11 +128,15 @@ class VLLMBackend:
             return self._model
 
     def _resolve_model(self) -> str:
-        data = self._request("GET", f"{self.base_url}/models")
+        return self._pick_model(self._served_models(self._request("GET", f"{self.base_url}/models")))
+
+    def _served_models(self, data: Any) -> list[str]:
         try:
-            served = [m["id"] for m in data["data"]]
+            return [m["id"] for m in data["data"]]
         except (KeyError, TypeError):
             raise BackendError(f"{self.base_url}/models is not an OpenAI model list: is it a vLLM server?") from None
+
+    def _pick_model(self, served: list[str]) -> str:
         if self.requested_model:
             if self.requested_model not in served:
                 raise BackendError(
@@ -149,17 +153,24 @@ class VLLMBackend:
         return f"vllm:{self.requested_model or self.base_url}"
 
     def ping(self) -> str | None:
-        """None when the server answers /health and serves the expected model, else what is wrong."""
+        """None when the server answers /health and serves the expected model, else what is wrong.
+
+        One quick try, no retries (health checks call it often)."""
+        timeout = min(self.timeout_s, 5.0)
         try:
-            response = self._http.get(f"{self.root_url}/health", timeout=min(self.timeout_s, 5.0))
-            if response.status_code != 200:
-                return f"vLLM /health answered HTTP {response.status_code}"
-            self._forget_server()
-            _ = self.model
+            health = self._http.get(f"{self.root_url}/health", timeout=timeout)
+            if health.status_code != 200:
+                return f"the vLLM server at {self.root_url} answered /health with HTTP {health.status_code}"
+            served = self._served_models(self._json(self._http.get(f"{self.base_url}/models", timeout=timeout),
+                                                    f"{self.base_url}/models"))
+            expected = self._pick_model(served)
         except httpx.HTTPError as exc:
-            return f"cannot reach the vLLM server at {self.root_url}: {type(exc).__name__}"
+            return f"cannot reach the vLLM server at {self.root_url} ({type(exc).__name__})"
         except BackendError as exc:
+            self._forget_server()
             return str(exc)
+        if self._model not in (None, expected):
+            self._forget_server()  # restarted with another model that still fits: look everything up again
         return None
 
     # ----- the protocol --------------------------------------------------------------------------------------
@@ -175,6 +186,9 @@ class VLLMBackend:
                 "n": 1}
 
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int = 48) -> list[str]:
+        if not prompts:
+            return []
+        _ = self.model  # fail once here (server down, wrong model) rather than in every concurrent request
         out: list[str | None] = [None] * len(prompts)
         raw = [i for i, p in enumerate(prompts) if isinstance(p, str)]
         chats = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
@@ -216,6 +230,9 @@ class VLLMBackend:
     def token_logprobs(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[TokenScores]:
         if len(prompts) != len(continuations):
             raise ValueError("prompts and continuations differ in length")
+        if not prompts:
+            return []
+        _ = self.model
         prompt_ids = self._map(lambda p: self._tokenize(p), list(prompts))
         cont_ids = self._map(lambda c: self._tokenize(None, c), list(continuations))
         rows = [p + c for p, c in zip(prompt_ids, cont_ids)]
@@ -241,6 +258,8 @@ class VLLMBackend:
         for opts in options:
             if not opts:
                 raise ValueError("choose() needs at least one option")
+        if not prompts:
+            return []
         end_ids = self._end_ids()
 
         def pick(i: int) -> int:
