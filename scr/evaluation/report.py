@@ -193,8 +193,9 @@ def markdown(report: dict) -> str:
     for n in names:
         c = methods[n]["cost"]
         memo = c["memo_hits"] / max(c["memo_hits"] + c["memo_misses"], 1)
-        lines.append(f"| {n} | {c['wall_s']} | {c.get('cpu_s', '–')} | {c['apply_s']} | {c['answer_s']} | {c['probes']} | {100 * memo:.0f}% | "
-                     f"{c['peak_rss_mb']} | {c.get('seconds_per_edit', '–')} |")
+        cells = [c["wall_s"], c.get("cpu_s"), c["apply_s"], c["answer_s"], c["probes"], f"{100 * memo:.0f}%",
+                 c["peak_rss_mb"], c.get("seconds_per_edit")]
+        lines.append(f"| {n} | " + " | ".join("–" if v is None else str(v) for v in cells) + " |")
     lines += ["", "Wall time excludes model loading; CPU s is this process's CPU time (all threads), which does not "
                   "grow when other processes share the cores. Answers of the unmodified model to identical requests are "
                   "memoised within the run (greedy decoding is deterministic), so a method's time depends on what "

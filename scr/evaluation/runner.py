@@ -296,7 +296,7 @@ class Evaluator:
 
     def _run_groups(self, ctx, method, records, h, n, groups, done) -> None:
         total = sum(len(g) for _, g in groups)
-        finished = 0
+        finished = total - sum(c.case_id not in done for _, g in groups for c in g)  # done in earlier sessions
         bar = _Bar(f"{method.name} N={n}", total, self.progress)
         try:
             for g, group in groups:
