@@ -37,6 +37,8 @@ def test_every_record_of_the_shipped_files_loads(name, count):
 
 
 def test_knowedit_shapes_become_probes():
+    if not (DATA_DIR / "knowedit/wiki_counterfact_test.json").exists():
+        pytest.skip(f"{DATA_DIR} has no KnowEdit data")
     wiki = load_cases(DATA_DIR / "knowedit/wiki_counterfact_test.json", limit=1)[0]
     assert wiki.subject == "Leonardo DiCaprio" and wiki.target_new == "Syria"
     assert wiki.target_true == "United States of America"
