@@ -28,8 +28,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="*", default=[m for m in METHODS if m != "come-memit"])
     parser.add_argument("--cov-samples", type=int, default=None, help="chunks for the timed C0 (default: preset)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     set_offline_env()
+    if args.threads:
+        torch.set_num_threads(args.threads)  # a shared, busy CPU runs far faster with 1 thread
     model, tok = load_causal_lm()
     arch = detect_architecture(model)
     records = json.loads((shared_data_dir() / "knowedit" / "wiki_counterfact_train.json").read_text())

@@ -10,6 +10,7 @@ from scr.editing.base import EDITING_INFO_FILE, Editor
 from scr.editing.codebook import CODEBOOK_FILE, CodebookEditor, codebook_hparams_from_file
 from scr.editing.come import CoMEAlphaEditEditor, CoMEMEMITEditor
 from scr.editing.memit import MEMITEditor
+from scr.editing.hparams import with_overrides
 from scr.editing.presets import default_hparams
 
 METHODS = ("memit", "alphaedit", "come", "come-memit", "balancedit", "grace")
@@ -20,10 +21,11 @@ def make_editor(method: str, model, tokenizer, **overrides) -> Editor:
 
     method: memit | alphaedit | come (CoME over AlphaEdit) | come-memit | balancedit | grace.
     Covariance settings may be passed flat (``n_samples=64``) or as ``covariance=CovarianceSettings(...)``;
-    ``hparams=`` replaces the presets entirely.
+    ``hparams=`` replaces the presets (other keyword arguments then override its fields).
     """
     method = method.lower()
-    hparams = overrides.pop("hparams", None) or default_hparams(method, model, **overrides)
+    given = overrides.pop("hparams", None)
+    hparams = with_overrides(given, overrides) if given is not None else default_hparams(method, model, **overrides)
     if method == "memit":
         return MEMITEditor(model, tokenizer, hparams)
     if method == "alphaedit":
