@@ -63,6 +63,11 @@ def is_default_llm(name: str) -> bool:
     return name.lower() in _LLM_ALIASES
 
 
+def canonical_embedder(name: str) -> str:
+    """One name for the embedded default whatever alias was used (stores record which embedder built them)."""
+    return DEFAULT_EMBEDDER if name.lower() in _EMBEDDER_ALIASES else name
+
+
 def _package_folder(package: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:

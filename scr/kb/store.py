@@ -28,7 +28,7 @@ import numpy as np
 
 from scr.kb.index import ChromaIndex, FaissIndex, VectorIndex
 from scr.kb.records import Fact, FactEvent, FactHit, FactInput, fact_key, normalize_text, utcnow
-from scr.models import DEFAULT_EMBEDDER, _EMBEDDER_ALIASES
+from scr.models import DEFAULT_EMBEDDER, canonical_embedder
 
 FORMAT = "scr-kb"
 FORMAT_VERSION = 1
@@ -84,10 +84,6 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 _FACT_COLUMNS = ("id, text, key, subject, relation, object, source, created_at, valid_from, status, "
                  "supersedes, superseded_by")
-
-
-def canonical_embedder(name: str) -> str:
-    return DEFAULT_EMBEDDER if name.lower() in _EMBEDDER_ALIASES else name
 
 
 def _ts(value: datetime | None) -> str | None:
