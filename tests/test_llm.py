@@ -70,3 +70,24 @@ def test_real_model_knows_paris(smol_backend):
     answer = smol_backend.generate([as_chat("What is the capital of France?")], max_new_tokens=12)[0]
     assert "Paris" in answer
     assert smol_backend.choose([as_chat("Is Paris in France? Answer yes or no.")], [["yes", "no"]]) == [0]
+
+
+def test_shared_prefix_loop_equals_transformers_generate(smol_backend):
+    # Chat prompts share the system prompt (run once, its cache shared) and finish at different steps (rows
+    # leave the batch): the answers must be exactly what transformers' own generate() gives for the same batch.
+    backend = smol_backend
+    prompts = [as_chat(q) for q in ("What is the capital of France?", "Say yes.",
+                                    "Who wrote Hamlet? Answer with a name.", "Count from one to twenty.")]
+    encoded = [backend._encode(p) for p in prompts]
+    assert min(len(e) for e in encoded) > 8 and len({tuple(e[:8]) for e in encoded}) == 1
+    ids, mask = backend._pad_left(encoded)
+    with torch.no_grad():
+        generated = backend.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=20, do_sample=False,
+                                           pad_token_id=backend.tokenizer.pad_token_id)
+    expected = [backend.tokenizer.decode(row[ids.shape[1]:], skip_special_tokens=True).strip() for row in generated]
+    assert backend.generate(prompts, max_new_tokens=20) == expected
+    # rows of different answer lengths: some finished early and left the batch
+    lengths = [len(backend.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in expected]
+    assert min(lengths) < 19 and max(lengths) >= 19
+    # the prefix cache is reused across calls and gives the same result
+    assert backend.generate(prompts[:2], max_new_tokens=20) == expected[:2]
