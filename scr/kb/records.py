@@ -93,3 +93,6 @@ class FactHit(BaseModel):
     text: str
     score: float
     key_score: float
+    # What a scope check may compare the question with; kept out of serialised answers.
+    key: str | None = Field(None, exclude=True)
+    subject: str | None = Field(None, exclude=True)

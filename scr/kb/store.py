@@ -296,7 +296,7 @@ class KnowledgeBase:
                 chunk = rowids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 for row in self._db.execute(
-                        f"SELECT rowid, id, text, valid_from, status, key_vec FROM facts WHERE rowid IN ({marks})",
+                        f"SELECT rowid, id, text, valid_from, status, key_vec, key, subject FROM facts WHERE rowid IN ({marks})",
                         chunk):
                     rows[row[0]] = row
         results = []
@@ -307,7 +307,8 @@ class KnowledgeBase:
                 if row is None or row[4] != "active" or (row[3] and row[3] > now):
                     continue
                 key_score = float(np.dot(qvec, np.frombuffer(row[5], dtype=np.float32)))
-                out.append(FactHit(id=row[1], text=row[2], score=score, key_score=key_score))
+                out.append(FactHit(id=row[1], text=row[2], score=score, key_score=key_score, key=row[6],
+                                   subject=row[7]))
                 if len(out) == k:
                     break
             results.append(out)
