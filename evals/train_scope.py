@@ -1,4 +1,4 @@
-"""Fit the scope classifier (scr/scope_classifier.py) on TRAIN splits; report its decisions on the test splits.
+"""Fit the feature-based scope classifier (evals/scope_features.py, an ablation) on TRAIN splits; report its decisions on the test splits.
 
 For each dataset a knowledge base holds every case's fact (as in the evaluator's sequential N = all), every
 probe retrieves its top k facts through the real store, and each (probe, retrieved fact) pair is labelled 1 when
@@ -9,7 +9,7 @@ threshold; the threshold maximises the balanced scope accuracy on the train spli
 Train: KnowEdit WikiData_counterfact train (1427 cases) and CounterFact train (the first --cf-limit cases).
 Reported, never fitted on: KnowEdit WikiData_counterfact test and ZsRE test. No LLM is involved: decisions only.
 
-    python evals/train_scope.py [--cf-limit 3000] [--model scr/data/scope_model.json] \
+    python evals/train_scope.py [--cf-limit 3000] [--model evals/results/scope_features_model.json] \
         [--report evals/results/scope_classifier]
 """
 
@@ -26,10 +26,10 @@ import numpy as np
 
 from scr.evaluation.data import load_cases, resolve_data
 from scr.kb.embed import Embedder
-from scr.kb.records import FactInput
+from scr.kb.records import FactHit, FactInput
 from scr.kb.store import KnowledgeBase
 from scr.models import DEFAULT_EMBEDDER, set_offline_env
-from scr.scope_classifier import DEFAULT_MODEL_PATH, FEATURES, ScopeModel, candidate_features
+from scope_features import DEFAULT_MODEL_PATH, FEATURES, ScopeModel, candidate_features
 
 TRAIN = [("wiki_counterfact train", "knowedit/wiki_counterfact_train.json", "knowedit", None),
          ("counterfact train", "counterfact/counterfact_train.json", "counterfact", "cf_limit")]
@@ -40,11 +40,27 @@ SIMILARITY_GATE = 0.591  # the similarity scope mode's threshold (evals/results/
 
 @dataclass
 class Split:
+    """Every probe of a split's cases, with the facts it retrieves from a KB of all the split's facts."""
+
     name: str
-    feats: list[np.ndarray]  # per probe: [candidates, features]
+    prompts: list[str]
+    hits: list[list[FactHit]]  # per probe: its top-k retrieved facts
     own: list[int | None]  # per probe: index of its own fact among the candidates (None: not retrieved)
+    own_text: list[str]  # per probe: its own case's fact
     in_scope: np.ndarray  # per probe
     kinds: list[str]
+    case_index: list[int]
+    feats: list[np.ndarray] | None = None  # per probe: [candidates, features], see with_features()
+
+    def subset(self, keep: list[int], name: str) -> "Split":
+        pick = lambda xs: [xs[n] for n in keep]  # noqa: E731
+        return Split(name, pick(self.prompts), pick(self.hits), pick(self.own), pick(self.own_text),
+                     self.in_scope[keep], pick(self.kinds), pick(self.case_index),
+                     pick(self.feats) if self.feats is not None else None)
+
+    def with_features(self, embedder: Embedder) -> "Split":
+        self.feats = candidate_features(self.prompts, self.hits, embedder.embed)
+        return self
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray]:
         x, y = [], []
@@ -60,25 +76,30 @@ def build_split(name: str, path: str, fmt: str, limit: int | None, embedder: Emb
     with tempfile.TemporaryDirectory() as tmp:
         kb = KnowledgeBase(Path(tmp) / "kb", embedder=lambda: embedder, embedder_name=embedder.name, create=True)
         kb.add([FactInput(**c.fact()) for c in cases])
-        probes = [(p, c) for c in cases for p in c.probes]
-        hits = kb.search([p.prompt for p, _ in probes], k)
+        probes = [(p, n, c) for n, c in enumerate(cases) for p in c.probes]
+        hits = kb.search([p.prompt for p, _, _ in probes], k)
         kb.close()
-    feats = candidate_features([p.prompt for p, _ in probes], hits, embedder.embed)
-    own = []
-    for (p, c), row in zip(probes, hits):
+    own, own_text = [], []
+    for (p, _, c), row in zip(probes, hits):
         text = c.fact()["text"]
+        own_text.append(text)
         own.append(next((i for i, h in enumerate(row) if h.text == text), None))
-    return Split(name, feats, own, np.array([p.in_scope for p, _ in probes]), [p.label for p, _ in probes])
+    return Split(name, [p.prompt for p, _, _ in probes], hits, own, own_text,
+                 np.array([p.in_scope for p, _, _ in probes]), [p.label for p, _, _ in probes],
+                 [n for _, n, _ in probes])
 
 
-def decide(split: Split, score) -> tuple[np.ndarray, np.ndarray]:
-    """(best candidate index, its score) per probe; score(features) -> per-candidate scores."""
-    best, value = np.full(len(split.feats), -1), np.full(len(split.feats), -np.inf)
-    for n, f in enumerate(split.feats):
-        if len(f):
-            s = score(f)
+def decide(split: Split, scores: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(best candidate index, its score) per probe, from per-probe candidate scores."""
+    best, value = np.full(len(scores), -1), np.full(len(scores), -np.inf)
+    for n, s in enumerate(scores):
+        if len(s):
             best[n], value[n] = int(np.argmax(s)), float(np.max(s))
     return best, value
+
+
+def feature_scores(split: Split, score) -> list[np.ndarray]:
+    return [score(f) for f in split.feats]
 
 
 def metrics(split: Split, best: np.ndarray, value: np.ndarray, threshold: float) -> dict:
@@ -95,8 +116,9 @@ def metrics(split: Split, best: np.ndarray, value: np.ndarray, threshold: float)
     return out
 
 
-def best_threshold(splits: list[Split], score) -> float:
-    decided = [decide(s, score) for s in splits]
+def best_threshold(splits: list[Split], scores: list[list[np.ndarray]]) -> float:
+    """The threshold that maximises the mean balanced accuracy over the splits (scores: per split, per probe)."""
+    decided = [decide(s, sc) for s, sc in zip(splits, scores)]
     grid = np.unique(np.concatenate([v[np.isfinite(v)] for _, v in decided]))
     grid = grid[:: max(1, len(grid) // 2000)]
     bal = [np.mean([metrics(s, b, v, t)["balanced"] for s, (b, v) in zip(splits, decided)]) for t in grid]
@@ -114,8 +136,9 @@ def main() -> None:
     started = time.time()
     embedder = Embedder(DEFAULT_EMBEDDER)
     limits = {"cf_limit": args.cf_limit}
-    train = [build_split(n, p, f, limits.get(lim) if lim else None, embedder, args.k) for n, p, f, lim in TRAIN]
-    test = [build_split(n, p, f, None, embedder, args.k) for n, p, f, lim in TEST]
+    train = [build_split(n, p, f, limits.get(lim) if lim else None, embedder, args.k).with_features(embedder)
+             for n, p, f, lim in TRAIN]
+    test = [build_split(n, p, f, None, embedder, args.k).with_features(embedder) for n, p, f, lim in TEST]
     x = np.concatenate([s.pairs()[0] for s in train])
     y = np.concatenate([s.pairs()[1] for s in train])
     trained_on = f"wiki_counterfact_train + counterfact_train[:{args.cf_limit}], k={args.k}, {len(y)} pairs"
@@ -140,13 +163,13 @@ def main() -> None:
             model = ScopeModel.fit(np.where(keep, x, 0.0), y, trained_on=trained_on)
             def score(f, model=model, keep=keep):
                 return model.probability(np.where(keep, f, 0.0))
-            threshold = best_threshold(train, score)
+            threshold = best_threshold(train, [feature_scores(s, score) for s in train])
             model.threshold = threshold
             if names == FEATURES:
                 shipped = model
         row = {"variant": label, "threshold": round(threshold, 4)}
         for s in train + test:
-            row[s.name] = metrics(s, *decide(s, score), threshold)
+            row[s.name] = metrics(s, *decide(s, feature_scores(s, score)), threshold)
         rows.append(row)
         print(label, {s.name: round(row[s.name]["balanced"], 3) for s in train + test}, flush=True)
     shipped.save(Path(args.model))
@@ -183,7 +206,7 @@ def write_report(out: Path, rows: list[dict], train, test, args, seconds: float,
     for n in names:
         lines.append(f"| {n} | " + " | ".join(f"{last[n].get('right_fact_' + k, float('nan')):.3f}"
                                               for k in ("reliability", "generalization", "portability")) + " |")
-    lines += ["", f"Shipped model: `scr/data/scope_model.json` (threshold {model.threshold:.4f}; weights over "
+    lines += ["", f"Fitted model: `evals/results/scope_features_model.json` (threshold {model.threshold:.4f}; weights over "
               f"standardised features {dict(zip(model.features, [round(float(w), 3) for w in model.weights]))})."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 

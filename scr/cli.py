@@ -38,13 +38,19 @@ def main(
     backend: Optional[str] = typer.Option(None, "--backend", help="transformers or vllm"),
     vllm_url: Optional[str] = typer.Option(None, "--vllm-url", help="vLLM OpenAI-compatible base URL"),
     k: Optional[int] = typer.Option(None, "--k", help="facts retrieved per question"),
-    scope_mode: Optional[str] = typer.Option(None, "--scope-mode", help="default, gated-llm, llm or paper"),
-    scope_threshold: Optional[float] = typer.Option(None, "--scope-threshold", help="key-similarity threshold"),
+    scope_mode: Optional[str] = typer.Option(None, "--scope-mode",
+                                             help="default (scope cross-encoder), similarity, gated-llm, llm or paper"),
+    scope_threshold: Optional[float] = typer.Option(None, "--scope-threshold",
+                                                    help="key-similarity threshold (similarity, gated-llm)"),
+    scope_min_probability: Optional[float] = typer.Option(None, "--scope-min-probability",
+                                                          help="scope-encoder probability threshold (default mode)"),
+    scope_encoder: Optional[Path] = typer.Option(None, "--scope-encoder", help="scope cross-encoder adapter file"),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="answer length limit"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ..."),
 ) -> None:
     overrides = dict(kb_dir=kb, store=store, chroma_url=chroma_url, llm=llm, embedder=embedder, backend=backend,
                      vllm_url=vllm_url, k=k, scope_mode=scope_mode, scope_threshold=scope_threshold,
+                     scope_min_probability=scope_min_probability, scope_encoder=scope_encoder,
                      max_new_tokens=max_new_tokens, device=device)
     ctx.obj = {"config": config, "overrides": overrides}
 

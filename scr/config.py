@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from scr.models import DEFAULT_EMBEDDER, DEFAULT_LLM
 
-ScopeMode = Literal["default", "similarity", "gated-llm", "llm", "paper"]
+ScopeMode = Literal["default", "encoder", "similarity", "gated-llm", "llm", "paper"]
 StoreKind = Literal["faiss", "chroma"]
 BackendKind = Literal["transformers", "vllm"]
 
@@ -44,15 +44,23 @@ class Settings(BaseModel):
     batch_size: int = Field(16, ge=1, description="generation batch size of the in-process backend")
 
     k: int = Field(5, ge=1, le=100, description="facts retrieved per question")
-    scope_mode: ScopeMode = Field("default", description="scope check: default (= similarity), gated-llm, llm, paper")
+    scope_mode: ScopeMode = Field(
+        "default", description="scope check: default (= encoder: the scope cross-encoder), similarity, gated-llm, "
+                               "llm, paper")
+    scope_encoder: Path | None = Field(
+        None, description="scope cross-encoder adapter file (default: the shipped scr/data/scope_encoder.safetensors)")
+    scope_min_probability: float | None = Field(
+        None, ge=0.0, le=1.0, description="encoder probability at or above which a fact is in scope "
+                                          "(default: the threshold stored with the encoder, chosen on train splits)")
     scope_threshold: float = Field(
         0.59, ge=-1.0, le=1.0,
-        description="cosine(question, fact key) at or above which a fact is in scope (evals/results/scope_calibration.md)",
+        description="similarity and gated-llm modes: cosine(question, fact key) at or above which a fact is in "
+                    "scope (evals/results/scope_calibration.md)",
     )
     max_new_tokens: int = Field(48, ge=1, le=4096, description="answer length limit in tokens")
     max_question_chars: int = Field(4000, ge=1, description="longer questions are rejected")
 
-    @field_validator("kb_dir", mode="before")
+    @field_validator("kb_dir", "scope_encoder", mode="before")
     @classmethod
     def _expand(cls, value: Any) -> Any:
         return Path(value).expanduser() if isinstance(value, (str, Path)) else value

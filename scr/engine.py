@@ -15,16 +15,17 @@ from scr.kb.ingest import IngestError
 from scr.llm import LLMBackend, make_backend
 from scr.models import set_offline_env
 from scr.pipeline import Answer, SCRPipeline
-from scr.scope import make_scope_checker
+from scr.scope import ScopeChecker, build_scope_checker
 
 
 class Engine:
     def __init__(self, settings: Settings | None = None, backend: LLMBackend | None = None,
-                 embedder: Embedder | None = None):
+                 embedder: Embedder | None = None, scope: ScopeChecker | None = None):
         set_offline_env()
         self.settings = settings or Settings()
         self._backend = backend
         self._embedder = embedder
+        self._scope = scope
         self._kb: KnowledgeBase | None = None
 
     # Lazily built parts ----------------------------------------------------------------------------------
@@ -48,10 +49,16 @@ class Engine:
         return self._kb
 
     @property
+    def scope(self) -> ScopeChecker:
+        """The scope check of the settings' mode, built once (the default mode loads the scope encoder)."""
+        if self._scope is None:
+            self._scope = build_scope_checker(self.settings, lambda: self.backend)
+        return self._scope
+
+    @property
     def pipeline(self) -> SCRPipeline:
         s = self.settings
-        scope = make_scope_checker(s.scope_mode, self.backend, s.scope_threshold)
-        return SCRPipeline(self.kb(create=True), self.backend, scope, k=s.k, max_new_tokens=s.max_new_tokens,
+        return SCRPipeline(self.kb(create=True), self.backend, self.scope, k=s.k, max_new_tokens=s.max_new_tokens,
                            max_question_chars=s.max_question_chars)
 
     # Knowledge base ----------------------------------------------------------------------------------------

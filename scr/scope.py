@@ -1,11 +1,15 @@
 """Scope check: does a stored fact answer this question, and which one?
 
 Strategies (``Settings.scope_mode``):
-  default     a calibrated similarity gate between the question and each fact's KEY (the fact without its
-              answer) decides in/out of scope, and the fact with the highest key similarity is used.
-              Small models never say "none" and, choosing among facts, follow position more than content
-              (evals/results/scope_choice.md), so neither decision is left to them. Alias: similarity.
-  gated-llm   the same gate; when several facts pass, the LLM picks one by constrained choice.
+  default     a cross-encoder (scr/scope_encoder.py) reads the question with each retrieved fact and gives the
+              probability that the fact answers it; the most probable fact is used when that probability reaches
+              the encoder's threshold (chosen on train splits). Small models never say "none" and, choosing
+              among facts, follow position more than content (evals/results/scope_choice.md), and one cosine
+              cannot tell "same subject, same relation" from "same subject, another relation", so neither
+              decision is left to them. Alias: encoder.
+  similarity  a calibrated similarity gate between the question and each fact's KEY (the fact without its
+              answer); the fact with the highest key similarity is used.
+  gated-llm   the similarity gate; when several facts pass, the LLM picks one by constrained choice.
   llm         constrained choice among all retrieved facts or "none": the LLM alone decides.
   paper       the SCR paper's free-text prompt and parsing, kept faithful for comparison.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from scr import prompts
 from scr.kb.records import FactHit
@@ -25,6 +29,7 @@ from scr.llm.base import LLMBackend, as_chat
 class ScopeDecision:
     fact_index: int | None  # index into the question's candidates; None = out of scope
     raw: str | None = None  # the LLM's own output where it produced text (paper mode)
+    probability: float | None = None  # the scope encoder's probability for the best fact (default mode)
 
     @property
     def in_scope(self) -> bool:
@@ -53,6 +58,26 @@ class SimilarityScope:
             best = max(range(len(hits)), key=lambda i: hits[i].key_score, default=None)
             ok = best is not None and hits[best].key_score >= self.threshold
             out.append(ScopeDecision(best if ok else None))
+        return out
+
+
+class EncoderScope:
+    """The scope cross-encoder's decision: the most probable candidate, if probable enough."""
+
+    def __init__(self, encoder, min_probability: float | None = None):
+        self.encoder = encoder
+        self.threshold = encoder.info.threshold if min_probability is None else min_probability
+
+    def decide(self, questions, candidates):
+        qs = [q for q, hits in zip(questions, candidates) for _ in hits]
+        probs = self.encoder.probabilities(qs, [h.text for hits in candidates for h in hits]) if qs else []
+        out, at = [], 0
+        for hits in candidates:
+            p = probs[at : at + len(hits)]
+            at += len(hits)
+            best = int(p.argmax()) if len(hits) else None
+            ok = best is not None and p[best] >= self.threshold
+            out.append(ScopeDecision(best if ok else None, probability=float(p[best]) if len(hits) else None))
         return out
 
 
@@ -126,13 +151,34 @@ class PaperScope:
         return decisions
 
 
-def make_scope_checker(mode: str, backend: LLMBackend, threshold: float) -> ScopeChecker:
-    if mode in ("default", "similarity"):
+def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend], threshold: float = 0.59,
+                       encoder=None, min_probability: float | None = None) -> ScopeChecker:
+    """The scope check of ``mode``. ``backend`` may be a callable, called only by the modes that use the LLM;
+    ``encoder`` is the ScopeEncoder of the default mode (the shipped one when None)."""
+    get_llm = (lambda: backend) if hasattr(backend, "generate") else backend
+    if mode in ("default", "encoder"):
+        if encoder is None:
+            from scr.scope_encoder import ScopeEncoder
+
+            encoder = ScopeEncoder.load()
+        return EncoderScope(encoder, min_probability)
+    if mode == "similarity":
         return SimilarityScope(threshold)
     if mode == "gated-llm":
-        return GatedChoiceScope(backend, threshold)
+        return GatedChoiceScope(get_llm(), threshold)
     if mode == "llm":
-        return LLMChoiceScope(backend)
+        return LLMChoiceScope(get_llm())
     if mode == "paper":
-        return PaperScope(backend)
-    raise ValueError(f"unknown scope mode {mode!r} (default, gated-llm, llm, paper)")
+        return PaperScope(get_llm())
+    raise ValueError(f"unknown scope mode {mode!r} (default, similarity, gated-llm, llm, paper)")
+
+
+def build_scope_checker(settings, backend: LLMBackend | Callable[[], LLMBackend]) -> ScopeChecker:
+    """The scope check that ``settings`` describe (mode, thresholds, encoder file, device)."""
+    encoder = None
+    if settings.scope_mode in ("default", "encoder"):
+        from scr.scope_encoder import ScopeEncoder
+
+        encoder = ScopeEncoder.load(settings.scope_encoder, device=settings.device)
+    return make_scope_checker(settings.scope_mode, backend, settings.scope_threshold, encoder,
+                              settings.scope_min_probability)

@@ -156,14 +156,14 @@ def test_incompatible_store_version_is_a_clear_error(tmp_path, facts_file):
 def test_settings_file_and_environment(tmp_path, facts_file, monkeypatch):
     kb = tmp_path / "kb"
     kb.mkdir()
-    (kb / "scr.toml").write_text('k = 1\nscope_threshold = 0.99\n')
+    (kb / "scr.toml").write_text('k = 1\nscope_mode = "similarity"\nscope_threshold = 0.99\n')
     scr("--kb", str(kb), "kb", "add", str(facts_file))
     hits = json.loads(scr("--kb", str(kb), "kb", "search", "Northwind Labs", "--json").stdout)
     assert len(hits) == 1  # k from the settings file
     monkeypatch.setenv("SCR_K", "2")
     assert len(json.loads(scr("--kb", str(kb), "kb", "search", "Northwind", "--json").stdout)) == 2
     assert len(json.loads(scr("--kb", str(kb), "--k", "3", "kb", "search", "Northwind", "--json").stdout)) == 3
-    # threshold 0.99 from the file: nothing is in scope
+    # the similarity gate at 0.99, from the file: nothing is in scope
     assert not ask_json(kb, "Who is the CEO of Northwind Labs?")["in_scope"]
 
 

@@ -195,3 +195,44 @@ def test_tiny_models_edit_restore_save_load(smol, tmp_path, kind, method):
         assert torch.equal(value, original[name]), name
     with torch.no_grad():
         assert torch.equal(model(input_ids=prompt_ids).logits, logits_before)
+
+
+# --- scr edit: the command-line entry point -------------------------------------------------------------------
+
+def test_scr_edit_writes_a_loadable_folder_and_refuses_bad_input(tiny_llama_dir, tmp_path):
+    import json
+
+    from transformers import AutoModelForCausalLM
+    from typer.testing import CliRunner
+
+    from scr.cli import app
+    from scr.editing.base import EDITING_INFO_FILE
+
+    data = tmp_path / "edits.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in [
+        {"prompt": EDIT.prompt, "subject": EDIT.subject, "target_new": EDIT.target_new, "ground_truth": "writer"},
+        {"prompt": SECOND.prompt, "subject": SECOND.subject, "target_new": SECOND.target_new}]) + "\n")
+    sets = ["--set", "n_samples=8", "--set", "sample_tokens=32", "--set", "context_template_count=1",
+            "--set", "v_num_grad_steps=3", "--set", "show_progress=false"]
+    runner = CliRunner()
+    out = tmp_path / "edited"
+    result = runner.invoke(app, ["--llm", str(tiny_llama_dir), "edit", "--method", "alphaedit", "--data", str(data),
+                                 "--out", str(out), *sets])
+    assert result.exit_code == 0, result.output
+    assert "2 edits" in result.output
+    info = json.loads((out / EDITING_INFO_FILE).read_text())
+    assert info["method"] == "alphaedit" and info["n_edits"] == 2 and info["hparams"]["v_num_grad_steps"] == 3
+    edited = AutoModelForCausalLM.from_pretrained(out)
+    original = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    changed = [n for n, p in edited.state_dict().items() if not torch.equal(p, original.state_dict()[n])]
+    assert changed and all("mlp.down_proj" in n for n in changed)  # only W_out of the edited layers
+    assert not (tmp_path / "edited.partial").exists()
+
+    again = runner.invoke(app, ["--llm", str(tiny_llama_dir), "edit", "--method", "alphaedit", "--data", str(data),
+                                "--out", str(out)])
+    assert again.exit_code == 1 and "exists" in again.output
+    bad = runner.invoke(app, ["edit", "--method", "rome", "--data", str(data), "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 1 and "unknown editing method 'rome'" in bad.output
+    typo = runner.invoke(app, ["--llm", str(tiny_llama_dir), "edit", "--method", "memit", "--data", str(data),
+                               "--out", str(tmp_path / "y"), "--set", "no_such_knob=1"])
+    assert typo.exit_code == 1 and "no_such_knob" in typo.output and not (tmp_path / "y").exists()

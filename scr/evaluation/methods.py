@@ -19,6 +19,7 @@ is in context.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
@@ -30,8 +31,9 @@ from scr import prompts as prompt_texts
 from scr.evaluation.data import Case, Probe
 from scr.llm.base import TokenScores, as_chat
 from scr.pipeline import base_prompt
+from scr.scope_encoder import DEFAULT_ENCODER_PATH, read_info
 
-SCOPE_MODES = ("default", "paper", "llm", "similarity")
+SCOPE_MODES = ("default", "paper", "llm", "similarity", "gated-llm")
 
 
 @dataclass
@@ -137,6 +139,7 @@ class SCRMethod(Method):
         self._workdir = workdir
         self._tmp: str | None = None
         self.engine = None
+        self._scope = None  # built once: it holds no knowledge-base state, and the encoder is slow to load
 
     def reset(self) -> None:
         self._close_engine()
@@ -159,7 +162,11 @@ class SCRMethod(Method):
                 self._workdir.mkdir(parents=True, exist_ok=True)
             self._tmp = tempfile.mkdtemp(prefix=f"{self.name}-kb-", dir=self._workdir)
             settings = self.settings.model_copy(update={"kb_dir": Path(self._tmp) / "kb", "store": "faiss"})
-            self.engine = Engine(settings, backend=self.backend, embedder=self._embedder_factory())
+            if self._scope is None:
+                from scr.scope import build_scope_checker
+
+                self._scope = build_scope_checker(self.settings, self.backend)
+            self.engine = Engine(settings, backend=self.backend, embedder=self._embedder_factory(), scope=self._scope)
         return self.engine
 
     def apply(self, cases):
@@ -193,8 +200,17 @@ class SCRMethod(Method):
 
     def info(self):
         s = self.settings
-        return {"method": self.name, "scope_mode": s.scope_mode, "k": s.k, "scope_threshold": s.scope_threshold,
+        # These keys are part of the hash that lets a run resume: add to them, never rename them.
+        info = {"method": self.name, "scope_mode": s.scope_mode, "k": s.k, "scope_threshold": s.scope_threshold,
                 "embedder": s.embedder}
+        if s.scope_mode in ("default", "encoder"):
+            path = s.scope_encoder or DEFAULT_ENCODER_PATH
+            encoder = read_info(path)
+            info.update(scope_encoder=str(s.scope_encoder or "shipped"),
+                        scope_encoder_sha256=hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16],
+                        scope_min_probability=s.scope_min_probability or encoder.threshold,
+                        scope_encoder_trained_on=encoder.trained_on)
+        return info
 
     def close(self):
         self._close_engine()

@@ -157,6 +157,15 @@ def _labels(methods: dict, key: str = "metrics") -> list[str]:
     return list(seen)
 
 
+def _scope_line(name: str, info: dict) -> str:
+    mode = info["scope_mode"]
+    if "scope_min_probability" in info:
+        return f"{name}: {mode}, scope encoder ({info['scope_encoder']}) probability >= {info['scope_min_probability']:.3f}"
+    if mode in ("similarity", "gated-llm"):
+        return f"{name}: {mode}, key similarity >= {info['scope_threshold']}"
+    return f"{name}: {mode}"
+
+
 def markdown(report: dict) -> str:
     run, methods = report["run"], report["methods"]
     lines = [f"# {report.get('title') or 'Evaluation: ' + run['data']}", ""]
@@ -167,7 +176,9 @@ def markdown(report: dict) -> str:
             ("protocol", f"{run['protocol']}, N = {', '.join(map(str, run['n']))}"),
             ("mode", f"{run['mode']}, max_new_tokens {run['max_new_tokens']}, greedy"),
             ("models", f"LLM {run['llm']} ({run['backend']}, {run['dtype']}, {run['device']}); "
-                       f"embedder {run['embedder']}; k {run['k']}, scope threshold {run['scope_threshold']}"),
+                       f"embedder {run['embedder']}; k {run['k']}"),
+            ("scope checks", "; ".join(_scope_line(name, m.get("info", {})) for name, m in methods.items()
+                                       if "scope_mode" in m.get("info", {})) or "–"),
             ("seed", run["seed"]),
             ("host", ", ".join(f"{k} {v}" for k, v in run["host"].items())),
             ("sessions", f"{run['sessions']} ({run['sessions_wall_s']} s in all, model loading included)")]

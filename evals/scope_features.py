@@ -1,4 +1,6 @@
-"""Scope as classification: is a retrieved fact about the same subject AND the same relation as the question?
+"""An ablation of the scope check (not used by the product): a logistic regression over hand-made features.
+
+Scope as classification: is a retrieved fact about the same subject AND the same relation as the question?
 
 The LLM of the embedded size cannot say "none" (evals/results/scope_choice.md) and one cosine between the
 question and the fact key mixes two things: who the question is about and what it asks. A question about the
@@ -31,7 +33,7 @@ import numpy as np
 from scr.kb.records import FactHit
 
 FEATURES = ("key_cos", "text_cos", "rel_cos", "subj_cover", "rel_cover", "q_cover", "margin")
-DEFAULT_MODEL_PATH = Path(__file__).parent / "data" / "scope_model.json"
+DEFAULT_MODEL_PATH = Path(__file__).parent / "results" / "scope_features_model.json"
 
 # Words that carry no subject or relation (question words, articles, copulas).
 _STOP = frozenset("a an the of is are was were be been what which who whom whose where when why how does do did "
