@@ -47,6 +47,7 @@ class Split:
     hits: list[list[FactHit]]  # per probe: its top-k retrieved facts
     own: list[int | None]  # per probe: index of its own fact among the candidates (None: not retrieved)
     own_text: list[str]  # per probe: its own case's fact
+    own_key: list[str]  # per probe: that fact's key (the fact without its object: the case's prompt)
     in_scope: np.ndarray  # per probe
     kinds: list[str]
     case_index: list[int]
@@ -55,7 +56,7 @@ class Split:
     def subset(self, keep: list[int], name: str) -> "Split":
         pick = lambda xs: [xs[n] for n in keep]  # noqa: E731
         return Split(name, pick(self.prompts), pick(self.hits), pick(self.own), pick(self.own_text),
-                     self.in_scope[keep], pick(self.kinds), pick(self.case_index),
+                     pick(self.own_key), self.in_scope[keep], pick(self.kinds), pick(self.case_index),
                      pick(self.feats) if self.feats is not None else None)
 
     def with_features(self, embedder: Embedder) -> "Split":
@@ -84,7 +85,7 @@ def build_split(name: str, path: str, fmt: str, limit: int | None, embedder: Emb
         text = c.fact()["text"]
         own_text.append(text)
         own.append(next((i for i, h in enumerate(row) if h.text == text), None))
-    return Split(name, [p.prompt for p, _, _ in probes], hits, own, own_text,
+    return Split(name, [p.prompt for p, _, _ in probes], hits, own, own_text, [c.prompt for _, _, c in probes],
                  np.array([p.in_scope for p, _, _ in probes]), [p.label for p, _, _ in probes],
                  [n for _, n, _ in probes])
 

@@ -45,16 +45,16 @@ class Settings(BaseModel):
 
     k: int = Field(5, ge=1, le=100, description="facts retrieved per question")
     scope_mode: ScopeMode = Field(
-        "default", description="scope check: default (= encoder: the scope cross-encoder), similarity, gated-llm, "
+        "default", description="scope check: default (= similarity), encoder (the scope cross-encoder), gated-llm, "
                                "llm, paper")
     scope_encoder: Path | None = Field(
         None, description="scope cross-encoder adapter file (default: the shipped scr/data/scope_encoder.safetensors)")
     scope_min_probability: float | None = Field(
-        None, ge=0.0, le=1.0, description="encoder probability at or above which a fact is in scope "
+        None, ge=0.0, le=1.0, description="encoder mode: probability at or above which a fact is in scope "
                                           "(default: the threshold stored with the encoder, chosen on train splits)")
     scope_threshold: float = Field(
         0.59, ge=-1.0, le=1.0,
-        description="similarity and gated-llm modes: cosine(question, fact key) at or above which a fact is in "
+        description="default (similarity) and gated-llm modes: cosine(question, fact key) at or above which a fact is in "
                     "scope (evals/results/scope_calibration.md)",
     )
     max_new_tokens: int = Field(48, ge=1, le=4096, description="answer length limit in tokens")

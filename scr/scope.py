@@ -1,12 +1,14 @@
 """Scope check: does a stored fact answer this question, and which one?
 
 Strategies (``Settings.scope_mode``):
-  default     a cross-encoder (scr/scope_encoder.py) reads the question with each retrieved fact and gives the
+  default     = similarity (below). The encoder mode is better on the benchmarks' cloze facts but not yet on
+              natural sentences (evals/results/scope_encoder.md), so it is not the default yet.
+  encoder     a cross-encoder (scr/scope_encoder.py) reads the question with each retrieved fact and gives the
               probability that the fact answers it; the most probable fact is used when that probability reaches
               the encoder's threshold (chosen on train splits). Small models never say "none" and, choosing
               among facts, follow position more than content (evals/results/scope_choice.md), and one cosine
               cannot tell "same subject, same relation" from "same subject, another relation", so neither
-              decision is left to them. Alias: encoder.
+              decision is left to them.
   similarity  a calibrated similarity gate between the question and each fact's KEY (the fact without its
               answer); the fact with the highest key similarity is used.
   gated-llm   the similarity gate; when several facts pass, the LLM picks one by constrained choice.
@@ -154,15 +156,15 @@ class PaperScope:
 def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend], threshold: float = 0.59,
                        encoder=None, min_probability: float | None = None) -> ScopeChecker:
     """The scope check of ``mode``. ``backend`` may be a callable, called only by the modes that use the LLM;
-    ``encoder`` is the ScopeEncoder of the default mode (the shipped one when None)."""
+    ``encoder`` is the ScopeEncoder of the encoder mode (the shipped one when None)."""
     get_llm = (lambda: backend) if hasattr(backend, "generate") else backend
-    if mode in ("default", "encoder"):
+    if mode == "encoder":
         if encoder is None:
             from scr.scope_encoder import ScopeEncoder
 
             encoder = ScopeEncoder.load()
         return EncoderScope(encoder, min_probability)
-    if mode == "similarity":
+    if mode in ("default", "similarity"):
         return SimilarityScope(threshold)
     if mode == "gated-llm":
         return GatedChoiceScope(get_llm(), threshold)
@@ -176,7 +178,7 @@ def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend]
 def build_scope_checker(settings, backend: LLMBackend | Callable[[], LLMBackend]) -> ScopeChecker:
     """The scope check that ``settings`` describe (mode, thresholds, encoder file, device)."""
     encoder = None
-    if settings.scope_mode in ("default", "encoder"):
+    if settings.scope_mode == "encoder":
         from scr.scope_encoder import ScopeEncoder
 
         encoder = ScopeEncoder.load(settings.scope_encoder, device=settings.device)

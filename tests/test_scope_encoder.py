@@ -35,6 +35,7 @@ def test_fresh_adapters_leave_the_base_encoder_unchanged():
 
 
 def test_a_few_training_steps_separate_a_pair_from_its_negative():
+    torch.manual_seed(0)
     model = ScopeEncoder(EncoderInfo(base="all-minilm-l6-v2", rank=4, alpha=8))
     q = ["Who is the CEO of Northwind Labs?"] * 2
     f = ["The CEO of Northwind Labs is Priya Natarajan.", "The price of the Helios-3 battery is 4,500 euros."]
@@ -42,7 +43,7 @@ def test_a_few_training_steps_separate_a_pair_from_its_negative():
     opt = torch.optim.AdamW(model.trainable().values(), lr=1e-2)
     model.train()
     losses = []
-    for _ in range(8):
+    for _ in range(15):
         loss = torch.nn.functional.binary_cross_entropy_with_logits(model.logits(q, f), labels)
         loss.backward()
         opt.step()
@@ -117,7 +118,7 @@ def hit(text, key_score=0.5):
 
 
 def test_encoder_scope_picks_the_most_probable_fact_or_none(shipped, smol_backend):
-    scope = make_scope_checker("default", smol_backend, encoder=shipped)
+    scope = make_scope_checker("encoder", smol_backend, encoder=shipped)
     assert isinstance(scope, EncoderScope) and scope.threshold == shipped.info.threshold
     price = "The price of the Helios-3 battery is 4,500 euros."
     # The right fact ranks below an unrelated one by similarity: the encoder still picks it.
@@ -126,6 +127,6 @@ def test_encoder_scope_picks_the_most_probable_fact_or_none(shipped, smol_backen
     assert decisions[0].fact_index == 1 and decisions[0].probability >= scope.threshold
     assert not decisions[1].in_scope and decisions[1].probability < scope.threshold
     assert decisions[2].fact_index is None and decisions[2].probability is None
-    strict = make_scope_checker("default", smol_backend, encoder=shipped, min_probability=1.0)
+    strict = make_scope_checker("encoder", smol_backend, encoder=shipped, min_probability=1.0)
     assert not strict.decide(["Who is the CEO of Northwind Labs?"], [[hit(NORTHWIND)]])[0].in_scope
     assert isinstance(make_scope_checker("similarity", smol_backend, 0.5), SimilarityScope)

@@ -52,6 +52,7 @@ def test_llm_and_paper_modes_return_decisions(smol_backend):
     assert LLMChoiceScope(smol_backend).decide([question], [candidates])[0].fact_index in (0, 1, None)
     paper = PaperScope(smol_backend, max_new_tokens=30).decide([question, "x"], [candidates, []])
     assert paper[0].raw and paper[1].fact_index is None
+    assert isinstance(make_scope_checker("default", smol_backend, 0.5), SimilarityScope)
     assert isinstance(make_scope_checker("similarity", smol_backend, 0.5), SimilarityScope)
     assert isinstance(make_scope_checker("gated-llm", lambda: smol_backend, 0.5), GatedChoiceScope)
     with pytest.raises(ValueError, match="unknown scope mode"):

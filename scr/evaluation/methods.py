@@ -33,7 +33,7 @@ from scr.llm.base import TokenScores, as_chat
 from scr.pipeline import base_prompt
 from scr.scope_encoder import DEFAULT_ENCODER_PATH, read_info
 
-SCOPE_MODES = ("default", "paper", "llm", "similarity", "gated-llm")
+SCOPE_MODES = ("default", "paper", "llm", "similarity", "gated-llm", "encoder")
 
 
 @dataclass
@@ -203,7 +203,7 @@ class SCRMethod(Method):
         # These keys are part of the hash that lets a run resume: add to them, never rename them.
         info = {"method": self.name, "scope_mode": s.scope_mode, "k": s.k, "scope_threshold": s.scope_threshold,
                 "embedder": s.embedder}
-        if s.scope_mode in ("default", "encoder"):
+        if s.scope_mode == "encoder":
             path = s.scope_encoder or DEFAULT_ENCODER_PATH
             encoder = read_info(path)
             info.update(scope_encoder=str(s.scope_encoder or "shipped"),

@@ -161,7 +161,7 @@ def _scope_line(name: str, info: dict) -> str:
     mode = info["scope_mode"]
     if "scope_min_probability" in info:
         return f"{name}: {mode}, scope encoder ({info['scope_encoder']}) probability >= {info['scope_min_probability']:.3f}"
-    if mode in ("similarity", "gated-llm"):
+    if mode in ("default", "similarity", "gated-llm"):
         return f"{name}: {mode}, key similarity >= {info['scope_threshold']}"
     return f"{name}: {mode}"
 
