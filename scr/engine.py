@@ -50,7 +50,7 @@ class Engine:
 
     @property
     def scope(self) -> ScopeChecker:
-        """The scope check of the settings' mode, built once (the default mode loads the scope encoder)."""
+        """The scope check of the settings' mode, built once (the encoder mode loads the scope encoder)."""
         if self._scope is None:
             self._scope = build_scope_checker(self.settings, lambda: self.backend)
         return self._scope

@@ -31,7 +31,7 @@ from scr.llm.base import LLMBackend, as_chat
 class ScopeDecision:
     fact_index: int | None  # index into the question's candidates; None = out of scope
     raw: str | None = None  # the LLM's own output where it produced text (paper mode)
-    probability: float | None = None  # the scope encoder's probability for the best fact (default mode)
+    probability: float | None = None  # the scope encoder's probability for the best fact (encoder mode)
 
     @property
     def in_scope(self) -> bool:
