@@ -72,6 +72,16 @@ def main() -> None:
             ratio = f"{latency[mode]:.2f}" if mode in latency else "–"
             lines.append(f"| {method} | {what} | " + " | ".join(cells) + f" | {ratio} | {entry['cost']['wall_s']:.0f} |")
         lines.append("")
+    lines += ["## Notes", "",
+              "- wall s: the run's own wall time on 2 cores, with the unmodified model's answers shared through the",
+              "  suite's memo (computed once by `base`); a standalone run costs more (`evals/README.md`).",
+              "- x plain below 1: answers with a fact in context end sooner than the plain model's, which often",
+              "  restates the prompt up to the 24-token limit.",
+              "- Answer prompting, measured on the train splits with a perfect scope decision: the paper's prompt",
+              "  stays (`evals/results/answer_prompt.md`); the context oracle is therefore the ceiling of every row.",
+              "- Scope classifiers trained on the train splits: `evals/results/scope_encoder.md` (the cross-encoder),",
+              "  `scope_classifier.md` (feature logistic regression, an ablation), `scope_calibration.md` (gate threshold),",
+              "  `scope_choice.md` (the LLM's constrained choice).", ""]
     (RESULTS / "scr_ablation.md").write_text("\n".join(lines))
 
     fig, axes = plt.subplots(1, len(table), figsize=(7 * len(table), 4), squeeze=False)
