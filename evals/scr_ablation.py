@@ -47,10 +47,12 @@ def read_latency(path: Path) -> dict[str, float]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency", default=str(RESULTS / "scope_latency.txt"))
-    args = ap.parse_args()
+    ap.add_argument("--out", default=str(RESULTS), help="folder for scr_ablation.md and .png")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
     latency = read_latency(Path(args.latency))
     lines = ["# SCR configurations side by side (issue #6)", "",
              "SmolLM2-135M-Instruct + all-MiniLM-L6-v2, sequential N = all, generation, `contains`, %. Rows read from",
@@ -82,7 +84,7 @@ def main() -> None:
               "- Scope classifiers trained on the train splits: `evals/results/scope_encoder.md` (the cross-encoder),",
               "  `scope_classifier.md` (feature logistic regression, an ablation), `scope_calibration.md` (gate threshold),",
               "  `scope_choice.md` (the LLM's constrained choice).", ""]
-    (RESULTS / "scr_ablation.md").write_text("\n".join(lines))
+    (out / "scr_ablation.md").write_text("\n".join(lines))
 
     fig, axes = plt.subplots(1, len(table), figsize=(7 * len(table), 4), squeeze=False)
     for ax, (title, methods) in zip(axes[0], table.items()):
@@ -96,8 +98,8 @@ def main() -> None:
     axes[0][0].set_ylabel("%")
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "scr_ablation.png", dpi=110)
-    print((RESULTS / "scr_ablation.md").read_text())
+    fig.savefig(out / "scr_ablation.png", dpi=110)
+    print((out / "scr_ablation.md").read_text())
 
 
 if __name__ == "__main__":

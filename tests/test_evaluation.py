@@ -356,3 +356,29 @@ def test_suite_file(tmp_path):
         load_suite(suite)
     for shipped in Path(__file__).resolve().parents[1].glob("evals/*.toml"):
         make_config(**load_suite(shipped)[0])
+
+
+def test_scr_ablation_table_reads_the_committed_reports(tmp_path):
+    """evals/scr_ablation.py puts each committed report's numbers and the benchmark's latency ratios in its table."""
+    import importlib.util
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("scr_ablation", root / "evals" / "scr_ablation.py")
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    latency = tmp_path / "latency.txt"
+    latency.write_text("configuration  median s  x plain  stages\nplain answer  2.000  1.00\nencoder  3.000  1.50  x\n")
+    ablation.main(["--latency", str(latency), "--out", str(tmp_path)])
+    table = (tmp_path / "scr_ablation.md").read_text()
+    assert (tmp_path / "scr_ablation.png").stat().st_size > 0
+    report = json.loads((root / "evals/results/knowedit_wiki_counterfact_test/report.json").read_text())
+    wiki = table.split("## WikiData_counterfact test")[1]
+    for method, entry in report["methods"].items():
+        if method not in {m for m, _, _ in ablation.ROWS}:
+            continue
+        row = next(line for line in wiki.splitlines() if line.startswith(f"| {method} |"))
+        assert f"| {100 * entry['metrics']['reliability']:.1f} |" in row
+        assert f"| {100 * entry['metrics']['locality']:.1f} |" in row
+    encoder_row = next(line for line in wiki.splitlines() if line.startswith("| scr-encoder |"))
+    assert "| 1.50 |" in encoder_row  # the latency ratio read from the benchmark's output
