@@ -86,9 +86,9 @@ def main() -> None:
             t0 = time.perf_counter()
             batch = [build(variant, c.fact()["text"], p.prompt, render) for c, p in probes]
             answers = backend.generate(batch, args.max_new_tokens)
-            # A forced prefix is part of the answer the user sees.
-            answers = [(cloze_prefix(p.prompt) + " " + a if isinstance(b, str) and cloze_prefix(p.prompt) else a)
-                       for (c, p), b, a in zip(probes, batch, answers)]
+            # A forced prefix (or a continued cloze prompt) is part of the answer the user sees.
+            answers = [f"{prefix} {a}" if isinstance(b, str) and (prefix := cloze_prefix(p.prompt)) else a
+                       for (_, p), b, a in zip(probes, batch, answers)]
             by_kind: dict[str, list[float]] = {}
             for (c, p), a in zip(probes, answers):
                 by_kind.setdefault(p.label, []).append(float(contains(a, p.aliases)))
@@ -100,11 +100,11 @@ def main() -> None:
             print(f"{name:24s} {variant:16s} " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                                           for k, v in row.items()), flush=True)
     out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps({"command": "python evals/answer_prompt_experiment.py "
-                                                   f"--cases {args.cases}", "results": results}, indent=1))
+    command = (f"python evals/answer_prompt_experiment.py --cases {args.cases} --variants {args.variants} "
+               f"--max-new-tokens {args.max_new_tokens} --batch-size {args.batch_size}")
+    out.with_suffix(".json").write_text(json.dumps({"command": command, "results": results}, indent=1))
     lines = [f"# Answer prompt on TRAIN splits (context oracle: own fact in context), {args.cases} cases each", "",
-             "Command: `python evals/answer_prompt_experiment.py --cases " f"{args.cases}` (SmolLM2-135M-Instruct, "
-             "greedy, 24 new tokens, `contains`).", ""]
+             f"Command: `{command}` (SmolLM2-135M-Instruct, greedy, `contains`).", ""]
     for name, rows in results.items():
         kinds = [k for k in next(iter(rows.values())) if k not in ("seconds", "probes")]
         lines += [f"## {name}", "", "| variant | " + " | ".join(kinds) + " | s |",
