@@ -274,6 +274,7 @@ def models_prepare() -> None:
 # Entry points that live beside the parts they drive; each module exposes `command` and imports its heavy
 # dependencies inside it, so `scr kb ...` stays fast.
 for _module, _name in (("scr.api.command", "serve"), ("scr.evaluation.command", "eval"),
+                       ("scr.evaluation.retention_command", "retention"),
                        ("scr.editing.command", "edit")):
     try:
         app.command(_name)(importlib.import_module(_module).command)

@@ -272,6 +272,22 @@ class EditingMethod(Method):
         self.reset()
 
 
+def make_method(name: str, settings, backend, embedder_factory, workdir: Path | None = None,
+                edit_batch_size: int | None = None, editing: dict | None = None) -> Method:
+    """The method called ``name``; methods that leave the weights alone share ``backend`` (the memo)."""
+    kind, detail = kind_of(name)
+    if kind == "base":
+        m: Method = BaseMethod(backend)
+    elif kind == "oracle":
+        m = ContextOracle(backend)
+    elif kind == "scr":
+        m = SCRMethod(settings, backend, embedder_factory, scope_mode=detail, workdir=workdir)
+    else:
+        m = EditingMethod(detail, settings, edit_batch_size, editing)
+    m.name = name
+    return m
+
+
 def method_names_valid(names: Sequence[str]) -> None:
     for name in names:
         kind_of(name)

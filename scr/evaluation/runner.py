@@ -32,7 +32,7 @@ from typing import Callable
 from scr.config import Settings
 from scr.evaluation.config import EvalConfig
 from scr.evaluation.data import Case, file_digest, load_cases, resolve_data
-from scr.evaluation.methods import (BaseMethod, ContextOracle, EditingMethod, Method, Query, SCRMethod, kind_of)
+from scr.evaluation.methods import Method, Query, make_method
 from scr.evaluation.memo import MemoBackend
 from scr.evaluation.metrics import contains, exact_match, token_accuracy, token_agreement
 from scr.pipeline import base_prompt
@@ -195,20 +195,8 @@ class Evaluator:
         return ctx
 
     def _make_method(self, name: str, ctx: RunContext) -> Method:
-        kind, detail = kind_of(name)
-        if kind == "base":
-            m = BaseMethod(ctx.memo)
-        elif kind == "oracle":
-            m = ContextOracle(ctx.memo)
-        elif kind == "scr":
-            m = SCRMethod(self.settings, ctx.memo, ctx.embedder, scope_mode=detail,
-                          name=name if name != "scr" else None, workdir=ctx.out / "tmp")
-            if name == "scr":
-                m.name = "scr"
-        else:
-            m = EditingMethod(detail, self.settings, self.config.edit_batch_size, self.config.editing)
-        m.name = name
-        return m
+        return make_method(name, self.settings, ctx.memo, ctx.embedder, workdir=ctx.out / "tmp",
+                           edit_batch_size=self.config.edit_batch_size, editing=self.config.editing)
 
     def _config_hash(self, ctx: RunContext, method: Method) -> str:
         c, s = self.config, self.settings
