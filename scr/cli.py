@@ -66,6 +66,9 @@ def kb_add(
     obj: Optional[str] = typer.Option(None, "--object"),
     supersedes: Optional[str] = typer.Option(None, "--supersedes", help="id of the fact the new one replaces"),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="store the valid lines, report the rest"),
+    documents: str = typer.Option("sentences", "--documents",
+                                  help="how .txt/.md documents become facts: sentences (each sentence a fact) or "
+                                       "atomic (short facts extracted by the LLM)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Ingest facts from files (all or nothing per run), or one fact with --text."""
@@ -82,7 +85,7 @@ def kb_add(
         else:
             if supersedes:
                 raise IngestError("--supersedes applies to a single --text fact; in files use a 'supersedes' field")
-            report = engine.ingest(files, skip_invalid=skip_invalid, progress=progress)
+            report = engine.ingest(files, skip_invalid=skip_invalid, progress=progress, documents=documents)
     if as_json:
         _print_json({"added": [f.id for f in report.added], "duplicates": len(report.duplicates),
                      "superseded": [list(p) for p in report.superseded], "errors": report.errors})
@@ -275,6 +278,8 @@ def models_prepare() -> None:
 # dependencies inside it, so `scr kb ...` stays fast.
 for _module, _name in (("scr.api.command", "serve"), ("scr.evaluation.command", "eval"),
                        ("scr.evaluation.retention_command", "retention"),
+                       ("scr.evaluation.multihop_command", "eval-multihop"),
+                       ("scr.evaluation.docter_command", "eval-docter"),
                        ("scr.editing.command", "edit")):
     try:
         app.command(_name)(importlib.import_module(_module).command)

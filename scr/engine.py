@@ -62,12 +62,19 @@ class Engine:
                            max_question_chars=s.max_question_chars)
 
     # Knowledge base ----------------------------------------------------------------------------------------
-    def ingest(self, paths: Sequence[str | Path], skip_invalid: bool = False, progress=None) -> IngestReport:
-        """Parse every file first (all or nothing unless skip_invalid), then store them in one write."""
+    def ingest(self, paths: Sequence[str | Path], skip_invalid: bool = False, progress=None,
+               documents: str = "sentences") -> IngestReport:
+        """Parse every file first (all or nothing unless skip_invalid), then store them in one write.
+
+        ``documents``: how .txt/.md documents become facts, "sentences" or "atomic" (LLM-extracted facts,
+        scr/kb/extract.py); extraction also happens before the one write.
+        """
+        from scr.kb.extract import extract_documents
+
         facts: list[FactInput] = []
         errors: list[str] = []
-        for path in paths:
-            parsed = parse_file(path, skip_invalid=skip_invalid)
+        parsed_files = [parse_file(path, skip_invalid=skip_invalid) for path in paths]
+        for parsed in extract_documents(parsed_files, documents, lambda: self.backend, progress):
             facts.extend(parsed.facts)
             errors.extend(parsed.errors)
         if not facts:
@@ -97,6 +104,13 @@ class Engine:
 
     def ask_batch(self, questions: Sequence[str]) -> list[Answer]:
         return self.pipeline.ask_batch(questions)
+
+    def ask_multihop(self, question: str, max_hops: int = 4, decompose: str = "llm"):
+        """Answer a question that chains several facts, retrieving and answering hop by hop (scr/multihop.py)."""
+        return self.pipeline.ask_multihop(question, max_hops, decompose)
+
+    def ask_multihop_batch(self, questions: Sequence[str], max_hops: int = 4, decompose: str = "llm"):
+        return self.pipeline.ask_multihop_batch(questions, max_hops, decompose)
 
     def base_answers(self, questions: Sequence[str]) -> list[str]:
         """The unmodified model's answers, for comparison."""

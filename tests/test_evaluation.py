@@ -354,8 +354,20 @@ def test_suite_file(tmp_path):
     suite.write_text("[evaluation]\n")
     with pytest.raises(EvalConfigError, match="unknown table"):
         load_suite(suite)
+    # Every shipped suite is valid for the runner its table names.
+    import tomllib
+
+    from scr.evaluation.docter import make_docter_config
+    from scr.evaluation.multihop import make_multihop_config
+    from scr.evaluation.retention import make_retention_config
+
+    runners = {"eval": make_config, "retention": make_retention_config, "multihop": make_multihop_config,
+               "docter": make_docter_config}
     for shipped in Path(__file__).resolve().parents[1].glob("evals/*.toml"):
-        make_config(**load_suite(shipped)[0])
+        tables = set(tomllib.loads(shipped.read_text())) - {"settings"}
+        assert len(tables) == 1 and tables <= set(runners), f"{shipped.name}: tables {sorted(tables)}"
+        table = tables.pop()
+        runners[table](**load_suite(shipped, table)[0])
 
 
 def test_scr_ablation_table_reads_the_committed_reports(tmp_path):

@@ -58,7 +58,7 @@ def command(
         from scr.evaluation.runner import Evaluator
 
         log = (lambda msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
-        evaluator = Evaluator(config, settings, command=_command_line(ctx, suite, flags), log=log,
+        evaluator = Evaluator(config, settings, command=command_line(ctx, "eval", suite, flags), log=log,
                               progress=None if not quiet else False)
         report = evaluator.run(report_only=report_only)
     except (*USER_ERRORS, EvalConfigError, DatasetError) as exc:
@@ -74,22 +74,22 @@ def command(
                   highlight=False)
 
 
-def _command_line(ctx, suite, flags: dict) -> str:
-    """The command as typed when run through the ``scr`` script; else rebuilt from the options (tests, -m)."""
+def command_line(ctx, subcommand: str, suite, flags: dict) -> str:
+    """The command as typed when run through the ``scr`` script; else rebuilt from the options (tests, -m),
+    each flag ``--key-with-dashes``."""
     import shlex
     import sys
 
     if Path(sys.argv[0]).name == "scr":
         return "scr " + shlex.join(sys.argv[1:])
-    names = {"format": "--format", "out": "--out", "max_new_tokens": "--max-new-tokens"}
     parts = ["scr"]
     for key, value in ctx.obj["overrides"].items():
         if value is not None:
             parts += ["--" + key.replace("_", "-"), str(value)]
-    parts.append("eval")
+    parts.append(subcommand)
     if suite:
         parts += ["--suite", str(suite)]
     for key, value in flags.items():
         if value is not None:
-            parts += [names.get(key, "--" + key.replace("_", "-")), str(value)]
+            parts += ["--" + key.replace("_", "-"), str(value)]
     return shlex.join(parts)

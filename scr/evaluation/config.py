@@ -79,8 +79,9 @@ class EvalConfig(BaseModel):
         return sorted({n_cases if v == "all" else min(int(v), n_cases) for v in self.n})
 
 
-def load_suite(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(eval fields, settings fields) from a suite TOML file."""
+def load_suite(path: str | Path, table: str = "eval") -> tuple[dict[str, Any], dict[str, Any]]:
+    """(runner fields, settings fields) from a suite TOML file: the ``table`` its runner reads (``eval`` for
+    ``scr eval``, ``retention``, ``multihop``, ...) and the optional ``[settings]``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"suite file not found: {path}")
@@ -88,17 +89,21 @@ def load_suite(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise EvalConfigError(f"suite {path} is not valid TOML: {exc}") from None
-    fields = dict(data.get("eval", {}))
-    settings = dict(data.get("settings", {}))
-    unknown = set(data) - {"eval", "settings"}
+    unknown = set(data) - {table, "settings"}
     if unknown:
-        raise EvalConfigError(f"suite {path}: unknown table(s) {sorted(unknown)} (use [eval] and [settings])")
-    return fields, settings
+        raise EvalConfigError(f"suite {path}: unknown table(s) {sorted(unknown)} (this command reads [{table}] "
+                              f"and [settings])")
+    return dict(data.get(table, {})), dict(data.get("settings", {}))
+
+
+def validated(model: type[BaseModel], what: str, fields: dict):
+    """``model(**fields)`` (None values left out), with validation errors as one EvalConfigError line."""
+    try:
+        return model(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise EvalConfigError(f"invalid {what} settings: {problems}") from None
 
 
 def make_config(**fields) -> EvalConfig:
-    try:
-        return EvalConfig(**{k: v for k, v in fields.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise EvalConfigError(f"invalid evaluation settings: {problems}") from None
+    return validated(EvalConfig, "evaluation", fields)

@@ -185,10 +185,13 @@ class SCRMethod(Method):
         engine = self._open()
         pipeline = engine.pipeline
         questions = [q.probe.prompt for q in queries]
-        candidates = pipeline.kb.search(questions, pipeline.k)
-        decisions = pipeline.scope.decide(questions, candidates)
+        # Multiple-choice items repeat one context per option: retrieve and decide once per distinct question.
+        unique = list(dict.fromkeys(questions))
+        found = pipeline.kb.search(unique, pipeline.k)
+        decided = dict(zip(unique, zip(found, pipeline.scope.decide(unique, found))))
         prompts, responses = [], []
-        for q, hits, d in zip(questions, candidates, decisions):
+        for q in questions:
+            hits, d = decided[q]
             if d.in_scope:
                 fact = hits[d.fact_index].text
                 prompts.append(raw_answer_prompt(fact, q))

@@ -18,20 +18,18 @@ import json
 import shlex
 import sys
 import time
-import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scr.config import Settings
 from scr.evaluation import general
-from scr.evaluation.config import EvalConfigError
+from scr.evaluation.config import EvalConfigError, load_suite, validated
 from scr.evaluation.data import file_digest, load_cases, resolve_data
-from scr.evaluation.memo import MemoBackend
 from scr.evaluation.methods import Method, Query, make_method, method_names_valid
-from scr.evaluation.runner import PeakMemory, Records, _hash, method_slug
+from scr.evaluation.runner import PeakMemory, Records, _hash, memo_backend, method_slug
 
 Log = Callable[[str], None]
 
@@ -93,25 +91,11 @@ class RetentionConfig(BaseModel):
 
 def load_retention_suite(path: str | Path) -> tuple[dict, dict]:
     """(retention fields, settings fields) from a suite TOML file with [retention] and [settings] tables."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"suite file not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise EvalConfigError(f"suite {path} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"retention", "settings"}
-    if unknown:
-        raise EvalConfigError(f"suite {path}: unknown table(s) {sorted(unknown)} (use [retention] and [settings])")
-    return dict(data.get("retention", {})), dict(data.get("settings", {}))
+    return load_suite(path, "retention")
 
 
 def make_retention_config(**fields) -> RetentionConfig:
-    try:
-        return RetentionConfig(**{k: v for k, v in fields.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise EvalConfigError(f"invalid retention settings: {problems}") from None
+    return validated(RetentionConfig, "retention", fields)
 
 
 class RetentionRunner:
@@ -139,17 +123,7 @@ class RetentionRunner:
         self.cases = load_cases(self.updates_path, c.updates_format, c.stream)
         if len(self.cases) < max(c.n):
             raise EvalConfigError(f"{self.updates_path} holds {len(self.cases)} updates; N goes up to {max(c.n)}")
-
-        def factory():
-            if self._backend is not None:
-                return self._backend
-            from scr.llm import make_backend
-
-            self.log(f"loading {s.llm} ({s.backend}, {s.dtype})")
-            return make_backend(s)
-
-        self.memo = MemoBackend(factory, f"{s.backend}|{s.llm}|{s.dtype}|{s.vllm_model or ''}",
-                                self.out / "cache" / "llm.jsonl")
+        self.memo = memo_backend(s, self.out, self.log, self._backend)
         self._benchmarks: dict[str, general.Benchmark] = {}
 
     def embedder(self):

@@ -29,11 +29,9 @@ def command(
     report_only: bool = typer.Option(False, "--report-only", help="only rebuild the reports from the records"),
 ) -> None:
     """Score general benchmarks after N updates per method; writes report.json, report.md and retention.png."""
-    import shlex
-    import sys
-
     from scr.cli_support import USER_ERRORS, err, out
     from scr.config import Settings
+    from scr.evaluation.command import command_line
     from scr.evaluation.config import EvalConfigError
     from scr.evaluation.data import DatasetError
     from scr.evaluation.retention import RetentionRunner, load_retention_suite, make_retention_config
@@ -48,8 +46,7 @@ def command(
         overrides = {k: v for k, v in ctx.obj["overrides"].items() if v is not None}
         settings = Settings.load(ctx.obj["config"], **{**suite_settings, **overrides})
         log = (lambda msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
-        command_line = "scr " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "scr" else None
-        runner = RetentionRunner(config, settings, command=command_line, log=log, progress=not quiet)
+        runner = RetentionRunner(config, settings, command=command_line(ctx, "retention", suite, flags), log=log, progress=not quiet)
         report = runner.run(report_only=report_only)
     except (*USER_ERRORS, EvalConfigError, DatasetError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)

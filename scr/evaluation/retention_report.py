@@ -72,7 +72,9 @@ def _value(methods: dict, name: str, n: int, bench: str):
 def markdown(report: dict) -> str:
     run, methods = report["run"], report["methods"]
     ns = run["n"]
-    lines = [f"# {report['title']}", "", f"Command: `{run['command']}`", "",
+    commands = sorted(set(run["commands_all_sessions"]) | {run["command"]})
+    lines = [f"# {report['title']}", "", "Command(s) that wrote these records: "
+             + "; ".join(f"`{c}`" for c in commands), "",
              f"Model {run['llm']} ({run['backend']}, {run['dtype']}); SCR embedder {run['embedder']}, scope mode "
              f"`{run['scope_mode']}`. Updates: the first N records of `{run['updates']}`, applied cumulatively "
              f"(editing methods {run['edit_batch_size'] or 'all'} edits per call). N = 0 is the unmodified model "

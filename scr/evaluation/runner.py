@@ -116,6 +116,20 @@ class Records:
                 and (n is None or r.get("n") == n)]
 
 
+def memo_backend(settings: Settings, out: Path, log: Log, backend=None) -> MemoBackend:
+    """The unmodified model behind a memo in ``out/cache`` (``backend``, or the settings' one loaded on first use)."""
+    def factory():
+        if backend is not None:
+            return backend
+        from scr.llm import make_backend
+
+        log(f"loading {settings.llm} ({settings.backend}, {settings.dtype})")
+        return make_backend(settings)
+
+    namespace = f"{settings.backend}|{settings.llm}|{settings.dtype}|{settings.vllm_model or ''}"
+    return MemoBackend(factory, namespace, out / "cache" / "llm.jsonl")
+
+
 def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -178,19 +192,8 @@ class Evaluator:
         cases = load_cases(data_path, c.format, c.limit)
         out = Path(c.out)
         out.mkdir(parents=True, exist_ok=True)
-        s = self.settings
-
-        def factory():
-            if self._backend is not None:
-                return self._backend
-            from scr.llm import make_backend
-
-            self.log(f"loading {s.llm} ({s.backend}, {s.dtype})")
-            return make_backend(s)
-
-        namespace = f"{s.backend}|{s.llm}|{s.dtype}|{s.vllm_model or ''}"
-        memo = MemoBackend(factory, namespace, out / "cache" / "llm.jsonl")
-        ctx = RunContext(c, s, out, data_path, file_digest(data_path), cases, memo, self.command, self.log)
+        memo = memo_backend(self.settings, out, self.log, self._backend)
+        ctx = RunContext(c, self.settings, out, data_path, file_digest(data_path), cases, memo, self.command, self.log)
         ctx._embedder = self._embedder
         return ctx
 

@@ -121,22 +121,33 @@ def _markdown_blocks(text: str) -> list[str]:
     return blocks
 
 
+def sentence_facts(text: str, name: str) -> list[FactInput]:
+    """The ``sentences`` document strategy: every prose sentence of a text is a fact, source ``name#sN``.
+
+    Also the input of the ``atomic`` strategy (scr/kb/extract.py), which rewrites these sentences.
+    """
+    facts = []
+    for block in _markdown_blocks(text):
+        for sentence in split_sentences(block):
+            if len(sentence) < 3 or not re.search(r"[A-Za-z]", sentence):
+                continue
+            facts.append(FactInput(text=sentence[:4000], source=f"{name}#s{len(facts) + 1}"))
+    return facts
+
+
 def parse_document(path: Path) -> ParsedFile:
     out = ParsedFile(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise IngestError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    number = 0
-    for block in _markdown_blocks(text):
-        for sentence in split_sentences(block):
-            if len(sentence) < 3 or not re.search(r"[A-Za-z]", sentence):
-                continue
-            number += 1
-            out.facts.append(FactInput(text=sentence[:4000], source=f"{path.name}#s{number}"))
+    out.facts = sentence_facts(text, path.name)
     if not out.facts:
         raise IngestError(f"{path}: no sentences found")
     return out
+
+
+DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".text")
 
 
 def parse_file(path: str | Path, skip_invalid: bool = False) -> ParsedFile:
@@ -150,6 +161,6 @@ def parse_file(path: str | Path, skip_invalid: bool = False) -> ParsedFile:
         return parse_jsonl(path, skip_invalid)
     if suffix == ".csv":
         return parse_csv(path, skip_invalid)
-    if suffix in (".txt", ".md", ".markdown", ".text"):
+    if suffix in DOCUMENT_SUFFIXES:
         return parse_document(path)
     raise IngestError(f"{path}: unsupported file type '{suffix}' (use .jsonl, .csv, .txt or .md)")

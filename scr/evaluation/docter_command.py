@@ -1,0 +1,70 @@
+"""`scr eval-docter`: knowledge updates given as DocTER documents, per method (see docter.py); writes the reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def _method_limits(values: list[str]) -> dict[str, int]:
+    """``NAME=N`` pairs (``--method-limit memit-upper=20``)."""
+    out = {}
+    for value in values:
+        name, sep, n = value.partition("=")
+        if not sep or not name.strip() or not n.strip().isdigit():
+            raise ValueError(f"--method-limit expects NAME=N (a method and a number of documents), got {value!r}")
+        out[name.strip()] = int(n)
+    return out
+
+
+def command(
+    ctx: typer.Context,
+    suite: Optional[Path] = typer.Option(None, "--suite", help="suite file (TOML with docter and settings tables); "
+                                                                "flags given here override it"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="data directory [env SCR_DATA_DIR]"),
+    methods: Optional[str] = typer.Option(None, "--methods", help="comma-separated: base, scr (= scr-sentences), "
+                                          "scr-atomic, scr-upper, <editor>-extracted, <editor>-upper "
+                                          "(editor: memit, alphaedit, balancedit, ...); -upper = upper bound"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="the first LIMIT documents (default 100)"),
+    method_limit: Optional[List[str]] = typer.Option(None, "--method-limit",
+                                                     help="NAME=N: fewer documents for one method (repeatable)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="generation batch size (default 16)"),
+    edit_batch_size: Optional[int] = typer.Option(None, "--edit-batch-size", help="editing: edits per apply()"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="run directory (resumed if it holds records)"),
+    title: Optional[str] = typer.Option(None, "--title"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress output"),
+    report_only: bool = typer.Option(False, "--report-only", help="only rebuild the reports from the records"),
+) -> None:
+    """Evaluate document-level updates (DocTER): edit success, locality, reasoning; writes report.json/.md/.png."""
+    from scr.cli_support import USER_ERRORS, err, out
+    from scr.config import Settings
+    from scr.evaluation.command import command_line
+    from scr.evaluation.config import EvalConfigError
+    from scr.evaluation.data import DatasetError
+    from scr.evaluation.docter import DocterRunner, load_docter_suite, make_docter_config
+
+    try:
+        fields, suite_settings = load_docter_suite(suite) if suite else ({}, {})
+        flags = dict(data_dir=str(data_dir) if data_dir else None, methods=methods, limit=limit,
+                     batch_size=batch_size, edit_batch_size=edit_batch_size,
+                     seed=seed, out=str(out_dir) if out_dir else None, title=title)
+        fields.update({k: v for k, v in flags.items() if v is not None})
+        if method_limit:
+            fields["method_limits"] = {**fields.get("method_limits", {}), **_method_limits(method_limit)}
+        config = make_docter_config(**fields)
+        overrides = {k: v for k, v in ctx.obj["overrides"].items() if v is not None}
+        settings = Settings.load(ctx.obj["config"], **{**suite_settings, **overrides})
+        log = (lambda msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
+        report = DocterRunner(config, settings, command=command_line(ctx, "eval-docter", suite, flags), log=log).run(report_only=report_only)
+    except (*USER_ERRORS, EvalConfigError, DatasetError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    out.print(f"wrote {Path(config.out) / 'report.json'}, report.md and docter.png")
+    for name, m in report["methods"].items():
+        s = m["scores"]
+        shown = ", ".join(f"{k} {100 * s[k]:.1f}" for k in ("edit_success", "locality_unchanged", "reasoning_accuracy")
+                          if s.get(k) is not None)
+        out.print(f"  {name} ({m['docs_done']}/{m['docs']} documents): {shown}", highlight=False)
