@@ -144,6 +144,7 @@ def plot(report: dict, out: Path) -> None:
         if base is not None:
             ax.axhline(base[key] if key == "ppl" else 100 * base[key], color="grey", ls="--", lw=1, label="unmodified")
         ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlim(left=-0.5)  # N is never negative: no empty left half of the symlog axis
         ax.set_title(f"{bench} ({key})")
         ax.set_xlabel("updates applied (N)")
         ax.legend(fontsize=7)
