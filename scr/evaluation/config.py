@@ -17,6 +17,13 @@ class EvalConfigError(ValueError):
     pass
 
 
+def split_names(value) -> list[str]:
+    """A list of names from a comma-separated string or a list (blank entries dropped)."""
+    if isinstance(value, str):
+        value = value.split(",")
+    return [v.strip() for v in value if v and v.strip()]
+
+
 class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -46,9 +53,7 @@ class EvalConfig(BaseModel):
     @field_validator("methods", mode="before")
     @classmethod
     def _split_methods(cls, value):
-        if isinstance(value, str):
-            value = [v for v in value.split(",")]
-        return [v.strip() for v in value if v and v.strip()]
+        return split_names(value)
 
     @field_validator("n", mode="before")
     @classmethod

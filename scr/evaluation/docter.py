@@ -50,7 +50,7 @@ from typing import Any, Callable, Sequence
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scr.config import Settings
-from scr.evaluation.config import EvalConfigError, load_suite, validated
+from scr.evaluation.config import EvalConfigError, load_suite, split_names, validated
 from scr.evaluation.data import Case, Probe
 from scr.evaluation.docter_data import DocCase, digests, docter_paths, load_docter, parse_yes_no, reasoning_prompt
 from scr.evaluation.methods import BaseMethod, EditingMethod, Method, Query, SCRMethod
@@ -87,9 +87,7 @@ class DocterConfig(BaseModel):
     @field_validator("methods", mode="before")
     @classmethod
     def _split(cls, value):
-        if isinstance(value, str):
-            value = value.split(",")
-        names = [v.strip() for v in value if v and v.strip()]
+        names = split_names(value)
         for name in names:
             parse_method(name)
         return names

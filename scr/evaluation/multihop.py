@@ -41,7 +41,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scr.config import Settings
-from scr.evaluation.config import validated
+from scr.evaluation.config import split_names, validated
 from scr.evaluation.data import Case, Probe, file_digest, resolve_data
 from scr.evaluation.memo import MemoBackend
 from scr.evaluation.methods import Method, Query, kind_of, make_method
@@ -76,9 +76,7 @@ class MultiHopConfig(BaseModel):
     @field_validator("methods", mode="before")
     @classmethod
     def _split(cls, value):
-        if isinstance(value, str):
-            value = value.split(",")
-        return [v.strip() for v in value if v and v.strip()]
+        return split_names(value)
 
 
 def make_multihop_config(**fields) -> MultiHopConfig:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scr.config import Settings
 from scr.evaluation import general
-from scr.evaluation.config import EvalConfigError, load_suite, validated
+from scr.evaluation.config import EvalConfigError, load_suite, split_names, validated
 from scr.evaluation.data import file_digest, load_cases, resolve_data
 from scr.evaluation.methods import Method, Query, make_method, method_names_valid
 from scr.evaluation.runner import PeakMemory, Records, _hash, memo_backend, method_slug
@@ -59,9 +59,7 @@ class RetentionConfig(BaseModel):
     @field_validator("methods", "benchmarks", mode="before")
     @classmethod
     def _split(cls, value):
-        if isinstance(value, str):
-            value = value.split(",")
-        return [v.strip() for v in value if v and v.strip()]
+        return split_names(value)
 
     @field_validator("n", mode="before")
     @classmethod
