@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
 from scr.evaluation.docter import aggregate, parse_method
+from scr.evaluation.report import host_info
 
 # (key in the aggregate, column title, shown as a percentage)
 COLUMNS = [("edit_success", "edit success", True), ("efficacy", "query", True), ("paraphrase", "paraphrases", True),
@@ -63,7 +63,7 @@ def build(runner) -> dict:
                 "edit_batch_size": c.edit_batch_size, "seed": c.seed, "data": runner.digests,
                 "subjects": subjects, "sessions": len(sessions),
                 "sessions_wall_s": round(sum(x["seconds"] for x in sessions), 1),
-                "host": {"machine": platform.machine(), "python": platform.python_version()},
+                "host": host_info(),
                 "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         "methods": methods,
         "subsets": subsets,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
 from scr.evaluation.methods import kind_of, make_method
+from scr.evaluation.report import host_info
 
 # (key, label) of the headline metrics, in table order.
 HEADLINE = (("multihop", "multi-hop acc"), ("multihop_word", "multi-hop, whole word"),
@@ -89,12 +89,6 @@ def build_report(ev) -> dict:
         summary = method_summary(ev, name)
         if summary is not None:
             methods[name] = summary
-    try:
-        import torch
-
-        torch_info = {"torch": torch.__version__, "threads": torch.get_num_threads()}
-    except ImportError:
-        torch_info = {}
     return {
         "title": c.title,
         "run": {
@@ -108,7 +102,7 @@ def build_report(ev) -> dict:
             "batch_size": c.batch_size, "llm": s.llm, "embedder": s.embedder, "backend": s.backend,
             "dtype": s.dtype, "device": s.device, "k": s.k, "scope_mode": s.scope_mode,
             "scope_threshold": s.scope_threshold,
-            "host": {"machine": platform.machine(), "python": platform.python_version(), **torch_info},
+            "host": host_info(),
             "sessions": len(sessions), "sessions_wall_s": round(sum(x["seconds"] for x in sessions), 1),
             "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },

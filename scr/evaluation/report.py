@@ -88,12 +88,6 @@ def build_report(ctx, evaluator) -> dict:
     for case in ctx.cases:
         for p in case.probes:
             kinds[p.label] = kinds.get(p.label, 0) + 1
-    try:
-        import torch
-
-        torch_info = {"torch": torch.__version__, "threads": torch.get_num_threads()}
-    except ImportError:
-        torch_info = {}
     return {
         "title": c.title,
         "run": {
@@ -106,13 +100,23 @@ def build_report(ctx, evaluator) -> dict:
             "llm": s.llm, "embedder": s.embedder, "backend": s.backend, "dtype": s.dtype, "device": s.device,
             "k": s.k, "scope_threshold": s.scope_threshold,
             "judge": {"url": c.judge_url, "model": c.judge_model} if c.judge_url else None,
-            "host": {"machine": platform.machine(), "python": platform.python_version(), "cpus": _cpus(),
-                     **torch_info},
+            "host": host_info(),
             "sessions": len(sessions), "sessions_wall_s": round(sum(x["seconds"] for x in sessions), 1),
             "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
         "methods": methods,
     }
+
+
+def host_info() -> dict:
+    """What the figures were measured on: machine, Python, usable CPUs, torch version and threads."""
+    try:
+        import torch
+
+        torch_info = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    except ImportError:
+        torch_info = {}
+    return {"machine": platform.machine(), "python": platform.python_version(), "cpus": _cpus(), **torch_info}
 
 
 def _cpus():

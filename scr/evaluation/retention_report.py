@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
 from scr.evaluation import general
+from scr.evaluation.report import host_info
 
 
 def build(runner) -> dict:
@@ -55,7 +55,7 @@ def build(runner) -> dict:
                 "updates": str(c.updates), "n": c.n, "llm": s.llm, "embedder": s.embedder, "backend": s.backend,
                 "dtype": s.dtype, "scope_mode": s.scope_mode, "seed": c.seed, "edit_batch_size": c.edit_batch_size,
                 "sessions": len(sessions), "sessions_wall_s": round(sum(x["seconds"] for x in sessions), 1),
-                "host": {"machine": platform.machine(), "python": platform.python_version()},
+                "host": host_info(),
                 "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         "benchmarks": benchmarks,
         "methods": methods,
