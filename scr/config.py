@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from scr.models import DEFAULT_EMBEDDER, DEFAULT_LLM
 
-ScopeMode = Literal["default", "encoder", "similarity", "gated-llm", "llm", "paper"]
+ScopeMode = Literal["default", "subject-relation", "encoder", "similarity", "gated-llm", "llm", "paper"]
 StoreKind = Literal["faiss", "chroma"]
 BackendKind = Literal["transformers", "vllm"]
 
@@ -45,8 +45,8 @@ class Settings(BaseModel):
 
     k: int = Field(5, ge=1, le=100, description="facts retrieved per question")
     scope_mode: ScopeMode = Field(
-        "default", description="scope check: default (= similarity), encoder (the scope cross-encoder), gated-llm, "
-                               "llm, paper")
+        "default", description="scope check: default (= subject-relation), similarity, encoder (the scope "
+                               "cross-encoder), gated-llm, llm, paper")
     scope_encoder: Path | None = Field(
         None, description="scope cross-encoder adapter file (default: the shipped scr/data/scope_encoder.safetensors)")
     scope_min_probability: float | None = Field(
@@ -54,8 +54,19 @@ class Settings(BaseModel):
                                           "(default: the threshold stored with the encoder, chosen on train splits)")
     scope_threshold: float = Field(
         0.59, ge=-1.0, le=1.0,
-        description="default (similarity) and gated-llm modes: cosine(question, fact key) at or above which a fact is in "
-                    "scope (evals/results/scope_calibration.md)",
+        description="default, similarity and gated-llm modes: cosine(question, fact key) at or above which a fact is "
+                    "in scope (evals/results/scope_calibration.md)",
+    )
+    scope_relation_threshold: float = Field(
+        0.75, ge=-1.0, le=1.0,
+        description="default (subject-relation) mode: cosine between the question and the fact key, both without "
+                    "the subject's words, at or above which the question asks the fact's relation "
+                    "(evals/results/scope_relation.md)",
+    )
+    scope_other_subject_threshold: float = Field(
+        0.67, ge=-1.0, le=1.0,
+        description="default (subject-relation) mode: cosine(question, fact key) a fact must reach when the "
+                    "question does not name the fact's subject (an alias, or another subject)",
     )
     max_new_tokens: int = Field(48, ge=1, le=4096, description="answer length limit in tokens")
     max_question_chars: int = Field(4000, ge=1, description="longer questions are rejected")

@@ -52,7 +52,7 @@ class Engine:
     def scope(self) -> ScopeChecker:
         """The scope check of the settings' mode, built once (the encoder mode loads the scope encoder)."""
         if self._scope is None:
-            self._scope = build_scope_checker(self.settings, lambda: self.backend)
+            self._scope = build_scope_checker(self.settings, lambda: self.backend, lambda: self.embedder)
         return self._scope
 
     @property

@@ -147,7 +147,9 @@ def engine(tmp_path_factory, smol_backend, embedder, cases):
     from scr.config import Settings
     from scr.engine import Engine
 
-    settings = Settings(kb_dir=tmp_path_factory.mktemp("mh") / "kb", max_new_tokens=16)
+    # The key-similarity gate: these tests follow the chain's mechanics, and the default check's relation test
+    # rejects rule-written hops worded apart from their fact ("the performer of" vs "was performed by": 0.70).
+    settings = Settings(kb_dir=tmp_path_factory.mktemp("mh") / "kb", max_new_tokens=16, scope_mode="similarity")
     eng = Engine(settings, backend=smol_backend, embedder=embedder)
     eng.add_facts([e.fact() for c in cases[:10] for e in c.edits])
     yield eng

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from scr.kb import FactInput
 from scr.kb.records import FactHit
 from scr.pipeline import QuestionError, SCRPipeline
-from scr.scope import (GatedChoiceScope, LLMChoiceScope, PaperScope, SimilarityScope, make_scope_checker,
-                       parse_paper_output)
+from scr.scope import (GatedChoiceScope, LLMChoiceScope, PaperScope, SimilarityScope, SubjectRelationScope,
+                       make_scope_checker, names_subject, parse_paper_output, relation_wording,
+                       relation_words)
+
+SAMPLE = Path(__file__).resolve().parents[1] / "knowledge_base"
 
 FACTS = ["The CEO of Northwind Labs is Priya Natarajan.", "The headquarters of Northwind Labs is in Lisbon."]
 
@@ -46,25 +52,88 @@ def test_gated_choice_asks_the_llm_only_between_eligible_facts(smol_backend):
     assert not none.in_scope
 
 
+def test_subject_and_relation_wording():
+    assert relation_words("The name of the mother of Leonardo DiCaprio is", "Leonardo DiCaprio") == {"mother"}
+    assert relation_words("What are Kanye West's children?", "Kanye West") == {"children"}
+    assert names_subject("Who is the President of South Korea?", "South Korea")
+    assert names_subject("Which country won Euro 2024?", "UEFA Euro 2024")  # 2 of 3 words
+    assert not names_subject("Who is the current UK Prime Minister?", "United Kingdom")
+    assert not names_subject("Who is the Pope?", "")
+    assert relation_wording("The gender of Leonardo DiCaprio is", "Leonardo DiCaprio") == "The gender of is"
+    assert relation_wording("Who is Finland's president?", "Finland") == "Who is ' s president ?"
+
+
+def test_subject_relation_check_tells_apart_what_the_key_gate_cannot(make_kb, embedder):
+    """Same subject + other relation passes the key gate but not this check; another subject fails both."""
+    kb = make_kb()
+    kb.add([FactInput(text="The name of the country of citizenship of Leonardo DiCaprio is Syria.",
+                      subject="Leonardo DiCaprio", object="Syria"),
+            FactInput(text="The headquarters of Northwind Labs moved to Lisbon in 2026.", subject="Northwind Labs",
+                      relation="headquarters", object="Lisbon"),
+            FactInput(text="Kestrel drones fly at most 40 kilometres.")])  # no subject: the key gate alone
+    questions = ["The name of the country of citizenship of Leonardo DiCaprio is",
+                 "What is the country of citizenship of Leonardo DiCaprio?",
+                 "The name of the capital city of the country of citizenship of Leonardo DiCaprio is",  # through it
+                 "The name of the mother of Leonardo DiCaprio is",  # same subject, another relation
+                 "The gender of Leonardo DiCaprio is",
+                 "The name of the country of citizenship of Brad Pitt is",  # same relation, another subject
+                 "Where is the headquarters of Northwind Labs?",  # matched through the stored relation
+                 "How far can Kestrel drones fly?",
+                 "What is the capital of France?"]
+    expected = [True, True, True, False, False, False, True, True, False]
+    hits = kb.search(questions, 5)
+    check = make_scope_checker("default", None, 0.591, embed=embedder.embed)
+    assert isinstance(check, SubjectRelationScope)
+    assert [d.in_scope for d in check.decide(questions, hits)] == expected
+    gate = SimilarityScope(0.591).decide(questions, hits)
+    assert [d.in_scope for d in gate][3:5] == [True, True]  # what the subject-relation check fixes
+    # With no cosine able to pass, only the word rule (all of the relation's words asked) keeps a fact in scope.
+    strict = make_scope_checker("subject-relation", None, 0.591, embed=embedder.embed, relation_threshold=1.01)
+    assert [d.in_scope for d in strict.decide(questions, hits)] == [True, True, True] + [False] * 3 + [True, True, False]
+
+
+def test_default_scope_on_the_sample_knowledge_base(make_kb, embedder):
+    """The quick start's questions: every out-of-scope question rejected, in-scope ones accepted with their
+    fact, except the two whose wording shares too little with the fact's relation (README, quick start)."""
+    kb = make_kb()
+    for name in ("facts.jsonl", "updates.jsonl"):
+        kb.add([FactInput(**json.loads(line)) for line in (SAMPLE / name).read_text().splitlines() if line.strip()])
+    questions = [json.loads(line) for line in (SAMPLE / "questions.jsonl").read_text().splitlines() if line.strip()]
+    texts = [q["question"] for q in questions]
+    hits = kb.search(texts, 5)
+    decisions = make_scope_checker("default", None, 0.591, embed=embedder.embed).decide(texts, hits)
+    missed = []
+    for q, h, d in zip(questions, hits, decisions):
+        if not q["expect"]:
+            assert not d.in_scope, q["question"]
+        elif d.in_scope:
+            assert q["expect"].lower() in h[d.fact_index].text.lower(), q["question"]
+        else:
+            missed.append(q["question"])
+    assert missed == ["Which country won Euro 2024?", "How much does the Helios-3 battery cost?"]
+
+
 def test_llm_and_paper_modes_return_decisions(smol_backend):
     question = "Who is the CEO of Northwind Labs?"
     candidates = [hit(FACTS[1], 0.5), hit(FACTS[0], 0.9)]
     assert LLMChoiceScope(smol_backend).decide([question], [candidates])[0].fact_index in (0, 1, None)
     paper = PaperScope(smol_backend, max_new_tokens=30).decide([question, "x"], [candidates, []])
     assert paper[0].raw and paper[1].fact_index is None
-    assert isinstance(make_scope_checker("default", smol_backend, 0.5), SimilarityScope)
     assert isinstance(make_scope_checker("similarity", smol_backend, 0.5), SimilarityScope)
+    with pytest.raises(ValueError, match="needs the knowledge base's embedder"):
+        make_scope_checker("default", smol_backend, 0.5)
     assert isinstance(make_scope_checker("gated-llm", lambda: smol_backend, 0.5), GatedChoiceScope)
     with pytest.raises(ValueError, match="unknown scope mode"):
         make_scope_checker("magic", smol_backend, 0.5)
 
 
 @pytest.fixture
-def pipeline(make_kb, smol_backend):
+def pipeline(make_kb, smol_backend, embedder):
     kb = make_kb()
     kb.add([FactInput(text=FACTS[0], subject="Northwind Labs", relation="ceo", object="Priya Natarajan"),
             FactInput(text="The price of the Helios-3 battery is 4,500 euros.", object="4,500 euros")])
-    return SCRPipeline(kb, smol_backend, make_scope_checker("default", smol_backend, 0.59), k=5,
+    return SCRPipeline(kb, smol_backend, make_scope_checker("default", smol_backend, 0.59, embed=embedder.embed),
+                       k=5,
                        max_new_tokens=24, max_question_chars=200)
 
 

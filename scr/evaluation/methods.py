@@ -33,7 +33,7 @@ from scr.llm.base import TokenScores, as_chat
 from scr.pipeline import base_prompt
 from scr.scope_encoder import DEFAULT_ENCODER_PATH, read_info
 
-SCOPE_MODES = ("default", "paper", "llm", "similarity", "gated-llm", "encoder")
+SCOPE_MODES = ("default", "subject-relation", "paper", "llm", "similarity", "gated-llm", "encoder")
 
 
 @dataclass
@@ -165,7 +165,7 @@ class SCRMethod(Method):
             if self._scope is None:
                 from scr.scope import build_scope_checker
 
-                self._scope = build_scope_checker(self.settings, self.backend)
+                self._scope = build_scope_checker(self.settings, self.backend, self._embedder_factory)
             self.engine = Engine(settings, backend=self.backend, embedder=self._embedder_factory(), scope=self._scope)
         return self.engine
 
@@ -206,6 +206,9 @@ class SCRMethod(Method):
         # These keys are part of the hash that lets a run resume: add to them, never rename them.
         info = {"method": self.name, "scope_mode": s.scope_mode, "k": s.k, "scope_threshold": s.scope_threshold,
                 "embedder": s.embedder}
+        if s.scope_mode in ("default", "subject-relation"):
+            info.update(scope_check="subject-relation", scope_relation_threshold=s.scope_relation_threshold,
+                        scope_other_subject_threshold=s.scope_other_subject_threshold)
         if s.scope_mode == "encoder":
             path = s.scope_encoder or DEFAULT_ENCODER_PATH
             encoder = read_info(path)

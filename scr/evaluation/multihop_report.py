@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from scr.evaluation.methods import kind_of, make_method
-from scr.evaluation.report import host_info
+from scr.evaluation.report import host_info, save_report
 
 # (key, label) of the headline metrics, in table order.
 HEADLINE = (("multihop", "multi-hop acc"), ("multihop_word", "multi-hop, whole word"),
@@ -112,15 +112,8 @@ def build_report(ev) -> dict:
 
 def write_reports(ev) -> dict:
     report = build_report(ev)
-    tmp = ev.out / "report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    tmp.replace(ev.out / "report.json")
-    (ev.out / "report.md").write_text(markdown(report, example=_example(ev, report)))
-    try:
-        plot(report, ev.out / "multihop.png")
-    except Exception as exc:  # a plot is a convenience; never lose the reports over it
-        ev.log(f"plot not written: {exc}")
-    return report
+    return save_report(ev.out, report, markdown(report, example=_example(ev, report)),
+                       lambda: plot(report, ev.out / "multihop.png"), ev.log)
 
 
 # ----- markdown ----------------------------------------------------------------------------------------------------

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from scr.evaluation.metrics import MAIN, aggregate, case_scores, scope_metrics
 from scr.evaluation.runner import Records, method_slug
@@ -134,18 +136,27 @@ def _data_root(config) -> Path:
     return data_dir(config.data_dir).resolve()
 
 
-def write_reports(ctx, evaluator) -> dict:
-    report = build_report(ctx, evaluator)
-    out = ctx.out
+def save_report(out: Path, report: dict, markdown_text: str, plot: Callable[[], None],
+                log: Callable[[str], None] | None = None) -> dict:
+    """Write ``report.json`` (atomically: a reader never sees half of it), ``report.md``, then the plot(s).
+
+    Every evaluator's reports go through here. Plots are a convenience: a failed plot is logged, and the
+    reports are kept."""
+    out.mkdir(parents=True, exist_ok=True)
     tmp = out / "report.json.tmp"
     tmp.write_text(json.dumps(report, indent=1, ensure_ascii=False))
     tmp.replace(out / "report.json")
-    (out / "report.md").write_text(markdown(report))
+    (out / "report.md").write_text(markdown_text)
     try:
-        plots(report, out)
-    except Exception as exc:  # plots are a convenience; never lose the reports over them
-        evaluator.log(f"plots not written: {exc}")
+        plot()
+    except Exception as exc:
+        (log or (lambda msg: print(msg, file=sys.stderr, flush=True)))(f"plot not written: {exc}")
     return report
+
+
+def write_reports(ctx, evaluator) -> dict:
+    report = build_report(ctx, evaluator)
+    return save_report(ctx.out, report, markdown(report), lambda: plots(report, ctx.out), evaluator.log)
 
 
 # ----- markdown ------------------------------------------------------------------------------------------------
@@ -165,6 +176,10 @@ def _scope_line(name: str, info: dict) -> str:
     mode = info["scope_mode"]
     if "scope_min_probability" in info:
         return f"{name}: {mode}, scope encoder ({info['scope_encoder']}) probability >= {info['scope_min_probability']:.3f}"
+    if info.get("scope_check") == "subject-relation":
+        return (f"{name}: {mode} (subject-relation), key similarity >= {info['scope_threshold']}, relation wording "
+                f">= {info['scope_relation_threshold']} or all its words asked, other subject: key similarity >= "
+                f"{info['scope_other_subject_threshold']}")
     if mode in ("default", "similarity", "gated-llm"):
         return f"{name}: {mode}, key similarity >= {info['scope_threshold']}"
     return f"{name}: {mode}"

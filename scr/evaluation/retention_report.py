@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from scr.evaluation import general
-from scr.evaluation.report import host_info
+from scr.evaluation.report import host_info, save_report
 
 
 def build(runner) -> dict:
@@ -157,9 +157,4 @@ def plot(report: dict, out: Path) -> None:
 
 def write_report(runner) -> dict:
     report = build(runner)
-    out = runner.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    (out / "report.md").write_text(markdown(report))
-    plot(report, out)
-    return report
+    return save_report(runner.out, report, markdown(report), lambda: plot(report, runner.out))

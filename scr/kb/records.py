@@ -96,3 +96,4 @@ class FactHit(BaseModel):
     # What a scope check may compare the question with; kept out of serialised answers.
     key: str | None = Field(None, exclude=True)
     subject: str | None = Field(None, exclude=True)
+    relation: str | None = Field(None, exclude=True)
