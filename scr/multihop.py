@@ -8,7 +8,12 @@ reasoner walks the chain instead, MeLLo-style:
      (``decompose="llm"``), or a rule reads the nested "the R of the R of E" phrasing (``decompose="rules"``,
      also the fallback when the LLM writes nothing usable);
   2. the normal SCR pipeline on the sub-question: retrieve the top-k facts, scope check, answer with the chosen
-     fact in context, or exactly as the unmodified model would when no stored fact applies;
+     fact in context, or exactly as the unmodified model would when no stored fact applies. Where the pipeline
+     runs the default subject-relation check, hops use its key-similarity gate alone (same threshold): a
+     sub-question is written by the reasoner around an entity the chain already reached, in the reasoner's
+     own wording ("What is the performer of Hey Jude?" for "Hey Jude was performed by ..."), and the
+     relation-wording test, calibrated on questions people ask, rejects 19% of MQuAKE-hard's own single-hop
+     questions against their facts (evals/results/scope_relation.md), each of which breaks a chain;
   3. repeat until the LLM writes "Final answer" (or the rules run out), at most ``max_hops`` times; the LLM is
      not offered the stop while the chain is still inside the knowledge base (the last hop's fact has an object
      that another stored fact is about), because a small model stops after a hop or two whatever the question;
@@ -33,6 +38,7 @@ from scr import prompts
 from scr.kb.records import FactHit
 from scr.llm.base import as_chat
 from scr.pipeline import SCRPipeline, base_prompt, check_questions
+from scr.scope import ScopeChecker, SimilarityScope, SubjectRelationScope
 
 Decompose = Literal["llm", "rules"]
 DECOMPOSE_MODES = ("llm", "rules")
@@ -157,6 +163,11 @@ class _State:
     chain: tuple[list[str], str] | None = None
 
 
+def hop_scope(scope: ScopeChecker) -> ScopeChecker:
+    """The scope check for sub-questions: the key-similarity gate of a subject-relation check (module docstring)."""
+    return SimilarityScope(scope.threshold) if isinstance(scope, SubjectRelationScope) else scope
+
+
 class MultiHopReasoner:
     """Iterated retrieval and reasoning over an :class:`SCRPipeline` (its knowledge base, scope check, backend)."""
 
@@ -167,6 +178,8 @@ class MultiHopReasoner:
         if decompose not in DECOMPOSE_MODES:
             raise ValueError(f"unknown decomposition {decompose!r} (choose from {', '.join(DECOMPOSE_MODES)})")
         self.pipeline = pipeline
+        self.hops = SCRPipeline(pipeline.kb, pipeline.backend, hop_scope(pipeline.scope), pipeline.k,
+                                pipeline.max_new_tokens, pipeline.max_question_chars)
         self.max_hops = max_hops
         self.decompose = decompose
         # A sub-question is one short line; a longer continuation is cut at its first line break anyway, and a
@@ -191,7 +204,7 @@ class MultiHopReasoner:
             t1 = time.perf_counter()
             asked = [(s, q, who) for s, (q, who) in zip(active, planned) if q is not None]
             if asked:
-                answers = self.pipeline.ask_batch([q for _, q, _ in asked])
+                answers = self.hops.ask_batch([q for _, q, _ in asked])
                 for (s, q, who), a in zip(asked, answers):
                     fact = a.facts[0] if a.facts else None
                     entity = (fact_object(fact) if fact is not None else None) or short_answer(a.answer)

@@ -236,3 +236,19 @@ def test_scr_edit_writes_a_loadable_folder_and_refuses_bad_input(tiny_llama_dir,
     typo = runner.invoke(app, ["--llm", str(tiny_llama_dir), "edit", "--method", "memit", "--data", str(data),
                                "--out", str(tmp_path / "y"), "--set", "no_such_knob=1"])
     assert typo.exit_code == 1 and "no_such_knob" in typo.output and not (tmp_path / "y").exists()
+
+
+def test_evaluator_edit_streams_log_their_progress(tiny_llama_dir):
+    """A long stream of edits says how far it got after each edit batch (retention runs apply 1000)."""
+    from scr.config import Settings
+    from scr.evaluation.data import Case
+    from scr.evaluation.methods import make_method
+
+    lines: list[str] = []
+    method = make_method("grace", Settings(llm=str(tiny_llama_dir)), None, None, edit_batch_size=1,
+                         editing=dict(value_steps=2, layer=1), log=lines.append)
+    cases = [Case(case_id=str(i), index=i, prompt=f"The capital of Land{i} is", target_new="Paris",
+                  subject=f"Land{i}") for i in range(2)]
+    details = method.apply(cases)
+    assert details["edits"] == 2
+    assert [line.split(" (")[0] for line in lines] == ["  grace: 1/2 edits applied", "  grace: 2/2 edits applied"]

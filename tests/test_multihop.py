@@ -147,9 +147,7 @@ def engine(tmp_path_factory, smol_backend, embedder, cases):
     from scr.config import Settings
     from scr.engine import Engine
 
-    # The key-similarity gate: these tests follow the chain's mechanics, and the default check's relation test
-    # rejects rule-written hops worded apart from their fact ("the performer of" vs "was performed by": 0.70).
-    settings = Settings(kb_dir=tmp_path_factory.mktemp("mh") / "kb", max_new_tokens=16, scope_mode="similarity")
+    settings = Settings(kb_dir=tmp_path_factory.mktemp("mh") / "kb", max_new_tokens=16)
     eng = Engine(settings, backend=smol_backend, embedder=embedder)
     eng.add_facts([e.fact() for c in cases[:10] for e in c.edits])
     yield eng
@@ -157,7 +155,13 @@ def engine(tmp_path_factory, smol_backend, embedder, cases):
 
 
 def test_rules_walk_the_chain_through_stored_facts(engine, cases):
-    from scr.multihop import MultiHopAnswer
+    from scr.multihop import MultiHopAnswer, MultiHopReasoner
+    from scr.scope import SimilarityScope, SubjectRelationScope
+
+    # Hops use the default check's key gate: the relation-wording test rejects this chain's first hop
+    # ("What is the performer of Hey Jude?" against "Hey Jude was performed by Madonna.": cosine 0.70 < 0.75).
+    assert isinstance(engine.pipeline.scope, SubjectRelationScope)
+    assert isinstance(MultiHopReasoner(engine.pipeline).hops.scope, SimilarityScope)
 
     result = engine.ask_multihop(cases[0].questions[0], max_hops=2, decompose="rules")
     assert isinstance(result, MultiHopAnswer) and result.stop == "max_hops"

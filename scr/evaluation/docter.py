@@ -267,7 +267,8 @@ class DocterRunner:
         elif spec.kind == "scr":
             method = DocumentSCR(self.settings, self.memo, self.embedder, spec.source, name, self.out / "tmp")
         else:
-            method = EditingMethod(spec.editor, self.settings, self.config.edit_batch_size, self.config.editing)
+            method = EditingMethod(spec.editor, self.settings, self.config.edit_batch_size, self.config.editing,
+                                   self.log)
         method.name = name
         return method
 

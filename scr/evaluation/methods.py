@@ -25,7 +25,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from scr import prompts as prompt_texts
 from scr.evaluation.data import Case, Probe
@@ -227,12 +227,14 @@ class EditingMethod(Method):
 
     shares_base_model = False
 
-    def __init__(self, method: str, settings, edit_batch_size: int | None = None, overrides: dict | None = None):
+    def __init__(self, method: str, settings, edit_batch_size: int | None = None, overrides: dict | None = None,
+                 log: Callable[[str], None] | None = None):
         self.method = method
         self.name = method
         self.settings = settings
         self.edit_batch_size = edit_batch_size
         self.overrides = dict(overrides or {})
+        self.log = log  # progress of long edit streams (one line per edit batch), when given
         self._editor = None
         self._backend = None
 
@@ -260,6 +262,9 @@ class EditingMethod(Method):
         seconds = 0.0
         for start in range(0, len(requests), size):
             seconds += editor.apply(requests[start : start + size]).seconds
+            if self.log and len(requests) > size:
+                done = min(start + size, len(requests))
+                self.log(f"  {self.name}: {done}/{len(requests)} edits applied ({seconds:.0f} s)")
         return {"edits": len(requests), "edit_seconds": seconds, "seconds_per_edit": seconds / max(len(requests), 1)}
 
     def answer(self, queries, max_new_tokens):
@@ -279,7 +284,8 @@ class EditingMethod(Method):
 
 
 def make_method(name: str, settings, backend, embedder_factory, workdir: Path | None = None,
-                edit_batch_size: int | None = None, editing: dict | None = None) -> Method:
+                edit_batch_size: int | None = None, editing: dict | None = None,
+                log: Callable[[str], None] | None = None) -> Method:
     """The method called ``name``; methods that leave the weights alone share ``backend`` (the memo)."""
     kind, detail = kind_of(name)
     if kind == "base":
@@ -289,7 +295,7 @@ def make_method(name: str, settings, backend, embedder_factory, workdir: Path | 
     elif kind == "scr":
         m = SCRMethod(settings, backend, embedder_factory, scope_mode=detail, workdir=workdir)
     else:
-        m = EditingMethod(detail, settings, edit_batch_size, editing)
+        m = EditingMethod(detail, settings, edit_batch_size, editing, log)
     m.name = name
     return m
 

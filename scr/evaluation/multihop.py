@@ -142,7 +142,8 @@ class MultiHopEvaluator:
 
     def make_method(self, name: str) -> Method:
         return make_method(name, self.settings, self._memo(), self.embedder, workdir=self.out / "tmp",
-                           edit_batch_size=self.config.edit_batch_size, editing=self.config.editing)
+                           edit_batch_size=self.config.edit_batch_size, editing=self.config.editing,
+                           log=self.log)
 
     def protocol(self, name: str) -> str:
         """How a method receives the updates: "dataset" (one memory of every case), "case", or "none"."""

@@ -167,7 +167,8 @@ class RetentionRunner:
                  "command": self.command}, indent=2))
             for name in self.config.methods:
                 method = make_method(name, self.settings, self.memo, self.embedder, workdir=self.out / "tmp",
-                                     edit_batch_size=self.config.edit_batch_size, editing=self.config.editing)
+                                     edit_batch_size=self.config.edit_batch_size, editing=self.config.editing,
+                                     log=self.log)
                 try:
                     self._run_method(method)
                 finally:

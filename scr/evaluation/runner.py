@@ -199,7 +199,8 @@ class Evaluator:
 
     def _make_method(self, name: str, ctx: RunContext) -> Method:
         return make_method(name, self.settings, ctx.memo, ctx.embedder, workdir=ctx.out / "tmp",
-                           edit_batch_size=self.config.edit_batch_size, editing=self.config.editing)
+                           edit_batch_size=self.config.edit_batch_size, editing=self.config.editing,
+                           log=self.log)
 
     def _config_hash(self, ctx: RunContext, method: Method) -> str:
         c, s = self.config, self.settings
