@@ -29,7 +29,8 @@ import numpy as np
 
 from scr.kb.embed import Embedder
 from scr.models import DEFAULT_EMBEDDER
-from scr.scope import names_subject, relation_wording, relation_words
+from scr.kb.records import FactHit
+from scr.scope import SubjectRelationScope, names_subject, relation_wording
 
 KEY_THRESHOLD = 0.591  # the gate's own threshold (evals/results/scope_calibration.md)
 
@@ -86,8 +87,9 @@ def features(emb: Embedder, pairs) -> dict[str, np.ndarray]:
     q, k = emb.embed([p[0] for p in pairs]), emb.embed([p[1] for p in pairs])
     rq = emb.embed([relation_wording(p[0], p[2]) for p in pairs])
     rk = emb.embed([relation_wording(p[1], p[2]) for p in pairs])
-    contains = [bool(relation_words(p[1], p[2])) and relation_words(p[1], p[2]) <= relation_words(p[0], p[2])
-                for p in pairs]
+    # The check's own word rule, on a hit that holds what the knowledge base would store for the fact.
+    contains = [SubjectRelationScope.asks_all_of(p[0], FactHit(id="-", text=p[1], score=0.0, key_score=0.0, key=p[1],
+                                                                subject=p[2])) for p in pairs]
     return {"key": (q * k).sum(1), "relation": (rq * rk).sum(1), "contains": np.array(contains),
             "names": np.array([names_subject(p[0], p[2]) for p in pairs])}
 
