@@ -1,6 +1,6 @@
 """Latency per query of each scope mode against the plain answer (the unmodified model asked directly).
 
-    python benchmarks/bench_scope_latency.py [--cases 839] [--questions 40] [--modes subject-relation,similarity,encoder,paper]
+    python benchmarks/bench_scope_latency.py [--cases 839] [--questions 40] [--modes subject-relation,relation-encoder,similarity,encoder,paper]
 
 A knowledge base holds the facts of the first --cases cases of KnowEdit WikiData_counterfact test (the
 evaluator's sequential N = all); the questions are an even mix of those cases' edit prompts (in scope) and
@@ -29,7 +29,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=839)
     ap.add_argument("--questions", type=int, default=40)
-    ap.add_argument("--modes", default="subject-relation,similarity,encoder,paper")
+    ap.add_argument("--modes", default="subject-relation,relation-encoder,similarity,encoder,paper")
     ap.add_argument("--max-new-tokens", type=int, default=24)
     args = ap.parse_args()
     set_offline_env()

@@ -37,6 +37,8 @@ ROWS = [  # (method in the reports, what it is, latency-benchmark mode)
     ("scr-similarity", "key-similarity gate alone (the default until 2026-11-23)", "similarity"),
     ("scr-default", "key-similarity gate + subject-relation check (default)", "subject-relation"),
     ("scr-encoder", "scope cross-encoder", "encoder"),
+    ("scr-relation-encoder", "subject-relation check; relation wordings in [0.5, 0.75) left to the encoder",
+     "relation-encoder"),
 ]
 METRICS = ["reliability", "generalization", "locality", "portability", "scope_accuracy"]
 
@@ -123,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
               "  stays (`evals/results/answer_prompt.md`); the context oracle is therefore the ceiling of every row.",
               "- Scope classifiers trained on the train splits: `evals/results/scope_encoder.md` (the cross-encoder),",
               "  `scope_classifier.md` (feature logistic regression, an ablation), `scope_calibration.md` (gate threshold),",
-              "  `scope_relation.md` (the subject-relation check's two thresholds),",
+              "  `scope_relation.md` (the subject-relation check's two thresholds), `scope_relation_band.md`",
+              "  (the relation-encoder mode's band, on held-out train cases),",
               "  `scope_choice.md` (the LLM's constrained choice).", ""]
     (out / "scr_ablation.md").write_text("\n".join(lines))
 

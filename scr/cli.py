@@ -39,7 +39,8 @@ def main(
     vllm_url: Optional[str] = typer.Option(None, "--vllm-url", help="vLLM OpenAI-compatible base URL"),
     k: Optional[int] = typer.Option(None, "--k", help="facts retrieved per question"),
     scope_mode: Optional[str] = typer.Option(None, "--scope-mode",
-                                             help="default (= subject-relation), similarity, encoder, gated-llm, llm or paper"),
+                                             help="default (= subject-relation), relation-encoder, similarity, "
+                                                  "encoder, gated-llm, llm or paper"),
     scope_threshold: Optional[float] = typer.Option(None, "--scope-threshold",
                                                     help="key-similarity threshold (default, similarity, gated-llm)"),
     scope_min_probability: Optional[float] = typer.Option(None, "--scope-min-probability",

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from scr.models import DEFAULT_EMBEDDER, DEFAULT_LLM
 
-ScopeMode = Literal["default", "subject-relation", "encoder", "similarity", "gated-llm", "llm", "paper"]
+ScopeMode = Literal["default", "subject-relation", "relation-encoder", "encoder", "similarity", "gated-llm", "llm", "paper"]
 StoreKind = Literal["faiss", "chroma"]
 BackendKind = Literal["transformers", "vllm"]
 
@@ -45,8 +45,8 @@ class Settings(BaseModel):
 
     k: int = Field(5, ge=1, le=100, description="facts retrieved per question")
     scope_mode: ScopeMode = Field(
-        "default", description="scope check: default (= subject-relation), similarity, encoder (the scope "
-                               "cross-encoder), gated-llm, llm, paper")
+        "default", description="scope check: default (= subject-relation), relation-encoder, similarity, encoder "
+                               "(the scope cross-encoder), gated-llm, llm, paper")
     scope_encoder: Path | None = Field(
         None, description="scope cross-encoder adapter file (default: the shipped scr/data/scope_encoder.safetensors)")
     scope_min_probability: float | None = Field(
@@ -67,6 +67,11 @@ class Settings(BaseModel):
         0.67, ge=-1.0, le=1.0,
         description="default (subject-relation) mode: cosine(question, fact key) a fact must reach when the "
                     "question does not name the fact's subject (an alias, or another subject)",
+    )
+    scope_relation_band: float = Field(
+        0.5, ge=-1.0, le=1.0,
+        description="relation-encoder mode: relation-wording cosines from this value up to the relation threshold "
+                    "are decided by the scope cross-encoder (evals/results/scope_relation_band.md)",
     )
     max_new_tokens: int = Field(48, ge=1, le=4096, description="answer length limit in tokens")
     max_question_chars: int = Field(4000, ge=1, description="longer questions are rejected")

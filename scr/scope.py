@@ -11,6 +11,11 @@ Strategies (``Settings.scope_mode``):
               with the subject's words removed (the relation's wording) must be similar; where it does not
               (another subject, or an alias), the whole key must be more similar than the plain gate asks.
               Rules and thresholds chosen on train splits (evals/results/scope_relation.md).
+  relation-encoder
+              subject-relation, except where the relation's wordings are close but below the relation threshold
+              (cosine in [scope_relation_band, scope_relation_threshold)): there the scope cross-encoder (below)
+              decides, reading the question with the whole fact. Paraphrases worded apart from the fact's relation
+              ("What university did X take part in?" for "What university did X attend?") sit in that band.
   encoder     a cross-encoder (scr/scope_encoder.py) reads the question with each retrieved fact and gives the
               probability that the fact answers it; the most probable fact is used when that probability reaches
               the encoder's threshold (chosen on train splits). Small models never say "none" and, choosing
@@ -114,11 +119,17 @@ class SubjectRelationScope:
     """
 
     def __init__(self, embed: Callable[[list[str]], "np.ndarray"], threshold: float, relation_threshold: float,
-                 other_subject_threshold: float):
+                 other_subject_threshold: float, encoder=None, band: float = 0.5,
+                 min_probability: float | None = None):
         self.embed = embed
         self.threshold = threshold
         self.relation_threshold = relation_threshold
         self.other_subject_threshold = other_subject_threshold
+        # Optional (relation-encoder mode): the cross-encoder settles relation cosines in [band, relation_threshold).
+        self.encoder = encoder
+        self.band = band
+        self.min_probability = (encoder.info.threshold if min_probability is None else min_probability) \
+            if encoder is not None else None
 
     @staticmethod
     def fact_wordings(hit: FactHit) -> list[str]:
@@ -153,8 +164,14 @@ class SubjectRelationScope:
         if pairs:
             texts = list(dict.fromkeys(t for q, forms in pairs.values() for t in [q, *forms]))
             vectors = dict(zip(texts, self.embed(texts)))
-            same_relation = {at: max(float(vectors[q] @ vectors[f]) for f in forms) >= self.relation_threshold
-                             for at, (q, forms) in pairs.items()}
+            similarity = {at: max(float(vectors[q] @ vectors[f]) for f in forms) for at, (q, forms) in pairs.items()}
+            same_relation = {at: s >= self.relation_threshold for at, s in similarity.items()}
+            unsure = [at for at, s in similarity.items() if self.encoder is not None
+                      and self.band <= s < self.relation_threshold]
+            if unsure:
+                probs = self.encoder.probabilities([questions[n] for n, _ in unsure],
+                                                   [candidates[n][i].text for n, i in unsure])
+                same_relation.update({at: float(p) >= self.min_probability for at, p in zip(unsure, probs)})
             passing = [[i for i in ok if same_relation.get((n, i), True)] for n, ok in enumerate(passing)]
         return [ScopeDecision(max(ok, key=lambda i: hits[i].key_score, default=None))
                 for hits, ok in zip(candidates, passing)]
@@ -248,20 +265,24 @@ class PaperScope:
 
 def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend], threshold: float = 0.59,
                        encoder=None, min_probability: float | None = None, embed=None,
-                       relation_threshold: float = 0.75, other_subject_threshold: float = 0.67) -> ScopeChecker:
+                       relation_threshold: float = 0.75, other_subject_threshold: float = 0.67,
+                       relation_band: float = 0.5) -> ScopeChecker:
     """The scope check of ``mode``. ``backend`` may be a callable, called only by the modes that use the LLM;
     ``encoder`` is the ScopeEncoder of the encoder mode (the shipped one when None); ``embed`` is the
     knowledge base's ``embed(texts)`` for the subject-relation mode."""
     get_llm = (lambda: backend) if hasattr(backend, "generate") else backend
-    if mode in ("default", "subject-relation"):
+    if mode in ("encoder", "relation-encoder") and encoder is None:
+        from scr.scope_encoder import ScopeEncoder
+
+        encoder = ScopeEncoder.load()
+    if mode in ("default", "subject-relation", "relation-encoder"):
         if embed is None:
             raise ValueError(f"scope mode {mode!r} needs the knowledge base's embedder")
-        return SubjectRelationScope(embed, threshold, relation_threshold, other_subject_threshold)
+        if mode != "relation-encoder":
+            return SubjectRelationScope(embed, threshold, relation_threshold, other_subject_threshold)
+        return SubjectRelationScope(embed, threshold, relation_threshold, other_subject_threshold, encoder,
+                                    relation_band, min_probability)
     if mode == "encoder":
-        if encoder is None:
-            from scr.scope_encoder import ScopeEncoder
-
-            encoder = ScopeEncoder.load()
         return EncoderScope(encoder, min_probability)
     if mode == "similarity":
         return SimilarityScope(threshold)
@@ -271,15 +292,15 @@ def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend]
         return LLMChoiceScope(get_llm())
     if mode == "paper":
         return PaperScope(get_llm())
-    raise ValueError(f"unknown scope mode {mode!r} (default, subject-relation, similarity, encoder, gated-llm, llm, "
-                     "paper)")
+    raise ValueError(f"unknown scope mode {mode!r} (default, subject-relation, relation-encoder, similarity, encoder, "
+                     "gated-llm, llm, paper)")
 
 
 def build_scope_checker(settings, backend: LLMBackend | Callable[[], LLMBackend], embedder=None) -> ScopeChecker:
     """The scope check that ``settings`` describe (mode, thresholds, encoder file, device). ``embedder`` (or a
     callable returning it, called on first use) is the knowledge base's, for the subject-relation mode."""
     encoder = None
-    if settings.scope_mode == "encoder":
+    if settings.scope_mode in ("encoder", "relation-encoder"):
         from scr.scope_encoder import ScopeEncoder
 
         encoder = ScopeEncoder.load(settings.scope_encoder, device=settings.device)
@@ -289,4 +310,5 @@ def build_scope_checker(settings, backend: LLMBackend | Callable[[], LLMBackend]
 
     return make_scope_checker(settings.scope_mode, backend, settings.scope_threshold, encoder,
                               settings.scope_min_probability, embed if embedder is not None else None,
-                              settings.scope_relation_threshold, settings.scope_other_subject_threshold)
+                              settings.scope_relation_threshold, settings.scope_other_subject_threshold,
+                              settings.scope_relation_band)

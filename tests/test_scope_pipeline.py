@@ -92,6 +92,30 @@ def test_subject_relation_check_tells_apart_what_the_key_gate_cannot(make_kb, em
     assert [d.in_scope for d in strict.decide(questions, hits)] == [True, True, True] + [False] * 3 + [True, True, False]
 
 
+def test_relation_encoder_mode_lets_the_encoder_settle_close_relation_wordings(make_kb, embedder):
+    """A paraphrase worded apart from the fact's relation (cosine in the band) is rejected by the subject-relation
+    check and accepted once the scope encoder reads it; other relations stay out, and with the band closed
+    (lower edge = relation threshold) the mode decides exactly as the subject-relation check."""
+    kb = make_kb()
+    kb.add([FactInput(text="The name of the country of citizenship of Leonardo DiCaprio is Syria.",
+                      subject="Leonardo DiCaprio", object="Syria")])
+    for name in ("facts.jsonl", "updates.jsonl"):
+        kb.add([FactInput(**json.loads(line)) for line in (SAMPLE / name).read_text().splitlines() if line.strip()])
+    questions = ["What is Leonardo DiCaprio a citizen of?", "How much does the Helios-3 battery cost?",
+                 "The gender of Leonardo DiCaprio is", "The name of the mother of Leonardo DiCaprio is",
+                 "What is the capital of France?"]
+    hits = kb.search(questions, 5)
+    plain = make_scope_checker("subject-relation", None, 0.591, embed=embedder.embed)
+    hybrid = make_scope_checker("relation-encoder", None, 0.591, embed=embedder.embed, relation_band=0.5)
+    closed = make_scope_checker("relation-encoder", None, 0.591, embed=embedder.embed, relation_band=0.75)
+    assert isinstance(hybrid, SubjectRelationScope) and hybrid.encoder is not None
+    assert [d.in_scope for d in plain.decide(questions, hits)] == [False] * 5
+    decided = hybrid.decide(questions, hits)
+    assert [d.in_scope for d in decided] == [True, True, False, False, False]
+    assert "Syria" in hits[0][decided[0].fact_index].text and "4,500" in hits[1][decided[1].fact_index].text
+    assert [d.in_scope for d in closed.decide(questions, hits)] == [False] * 5
+
+
 def test_default_scope_on_the_sample_knowledge_base(make_kb, embedder):
     """The quick start's questions: every out-of-scope question rejected, in-scope ones accepted with their
     fact, except the two whose wording shares too little with the fact's relation (README, quick start)."""

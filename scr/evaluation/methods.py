@@ -33,7 +33,7 @@ from scr.llm.base import TokenScores, as_chat
 from scr.pipeline import base_prompt
 from scr.scope_encoder import DEFAULT_ENCODER_PATH, read_info
 
-SCOPE_MODES = ("default", "subject-relation", "paper", "llm", "similarity", "gated-llm", "encoder")
+SCOPE_MODES = ("default", "subject-relation", "relation-encoder", "paper", "llm", "similarity", "gated-llm", "encoder")
 
 
 @dataclass
@@ -206,10 +206,12 @@ class SCRMethod(Method):
         # These keys are part of the hash that lets a run resume: add to them, never rename them.
         info = {"method": self.name, "scope_mode": s.scope_mode, "k": s.k, "scope_threshold": s.scope_threshold,
                 "embedder": s.embedder}
-        if s.scope_mode in ("default", "subject-relation"):
+        if s.scope_mode in ("default", "subject-relation", "relation-encoder"):
             info.update(scope_check="subject-relation", scope_relation_threshold=s.scope_relation_threshold,
                         scope_other_subject_threshold=s.scope_other_subject_threshold)
-        if s.scope_mode == "encoder":
+        if s.scope_mode == "relation-encoder":
+            info.update(scope_relation_band=s.scope_relation_band)
+        if s.scope_mode in ("encoder", "relation-encoder"):
             path = s.scope_encoder or DEFAULT_ENCODER_PATH
             encoder = read_info(path)
             info.update(scope_encoder=str(s.scope_encoder or "shipped"),
