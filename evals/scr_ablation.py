@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = ["# SCR configurations side by side (issue #6)", "",
              "SmolLM2-135M-Instruct + all-MiniLM-L6-v2, sequential N = all, generation, `contains`, %. Rows read from",
              "the committed reports by `python evals/scr_ablation.py`; each report names its own command.",
-             "x plain = median latency per query relative to the plain answer (`evals/results/scope_latency.txt`).", ""]
+             "x plain = median latency per query relative to the plain answer (`evals/results/scope_latency.txt`; the latest run of each mode).", ""]
     table = {}
     for title, folder in SPLITS:
         report = json.loads((RESULTS / folder / "report.json").read_text())
