@@ -128,8 +128,9 @@ class SubjectRelationScope:
         # Optional (relation-encoder mode): the cross-encoder settles relation cosines in [band, relation_threshold).
         self.encoder = encoder
         self.band = band
-        self.min_probability = (encoder.info.threshold if min_probability is None else min_probability) \
-            if encoder is not None else None
+        if encoder is not None and min_probability is None:
+            min_probability = encoder.info.threshold
+        self.min_probability = min_probability
 
     @staticmethod
     def fact_wordings(hit: FactHit) -> list[str]:
@@ -278,10 +279,8 @@ def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend]
     if mode in ("default", "subject-relation", "relation-encoder"):
         if embed is None:
             raise ValueError(f"scope mode {mode!r} needs the knowledge base's embedder")
-        if mode != "relation-encoder":
-            return SubjectRelationScope(embed, threshold, relation_threshold, other_subject_threshold)
-        return SubjectRelationScope(embed, threshold, relation_threshold, other_subject_threshold, encoder,
-                                    relation_band, min_probability)
+        return SubjectRelationScope(embed, threshold, relation_threshold, other_subject_threshold,
+                                    encoder if mode == "relation-encoder" else None, relation_band, min_probability)
     if mode == "encoder":
         return EncoderScope(encoder, min_probability)
     if mode == "similarity":

@@ -174,18 +174,16 @@ def _labels(methods: dict, key: str = "metrics") -> list[str]:
 
 def _scope_line(name: str, info: dict) -> str:
     mode = info["scope_mode"]
-    if "scope_relation_band" in info:
-        return (f"{name}: {mode}, the subject-relation check (key similarity >= {info['scope_threshold']}, relation "
-                f"wording >= {info['scope_relation_threshold']} or all its words asked, other subject >= "
-                f"{info['scope_other_subject_threshold']}) with relation wordings in [{info['scope_relation_band']}, "
-                f"{info['scope_relation_threshold']}) left to the scope encoder (probability >= "
-                f"{info['scope_min_probability']:.3f})")
-    if "scope_min_probability" in info:
-        return f"{name}: {mode}, scope encoder ({info['scope_encoder']}) probability >= {info['scope_min_probability']:.3f}"
     if info.get("scope_check") == "subject-relation":
-        return (f"{name}: {mode} (subject-relation), key similarity >= {info['scope_threshold']}, relation wording "
+        line = (f"{name}: {mode} (subject-relation), key similarity >= {info['scope_threshold']}, relation wording "
                 f">= {info['scope_relation_threshold']} or all its words asked, other subject: key similarity >= "
                 f"{info['scope_other_subject_threshold']}")
+        if "scope_relation_band" in info:
+            line += (f"; relation wordings in [{info['scope_relation_band']}, {info['scope_relation_threshold']}) "
+                     f"left to the scope encoder (probability >= {info['scope_min_probability']:.3f})")
+        return line
+    if "scope_min_probability" in info:
+        return f"{name}: {mode}, scope encoder ({info['scope_encoder']}) probability >= {info['scope_min_probability']:.3f}"
     if mode in ("default", "similarity", "gated-llm"):
         return f"{name}: {mode}, key similarity >= {info['scope_threshold']}"
     return f"{name}: {mode}"
