@@ -1,11 +1,14 @@
-"""Seconds per generated answer: the backend's greedy loop (shared prompt prefix, finished rows leave the batch)
-against transformers' generate() on the same batches, for the evaluator's three prompt shapes.
+"""Seconds per generated answer: the backend's greedy loop (shared prompt prefixes, finished rows leave the batch)
+against the same loop without group prefixes and against transformers' generate() on the same batches, for the
+evaluator's prompt shapes.
 
     python benchmarks/bench_generation.py [--n 128] [--batch-size 64] [--dtype float32]
 
 Prompts: the first N edit prompts of KnowEdit WikiData_counterfact test (../shared/data), asked plainly in the chat
-template (how the unmodified model is asked), with the fact in the paper's answer prompt (SCR in scope), and raw.
-Prints seconds per answer for both decoders, their ratio, and how many answers are identical.
+template (how the unmodified model is asked), with the fact in the paper's answer prompt (SCR in scope), and raw;
+and N questions of the first cases (edit prompt, rephrase, portability) each with its case's fact, as SCR asks
+a case's in-scope questions (several questions per fact: the group prefixes' shape).
+Prints seconds per answer for each decoder, the speed-ups, and how many answers are identical.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 import torch
 
 from scr import prompts
-from scr.evaluation.data import resolve_data
+from scr.evaluation.data import load_cases, resolve_data
 from scr.llm.base import as_chat
 from scr.llm.hf import TransformersBackend
 from scr.models import set_offline_env
@@ -46,26 +49,40 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=24)
     args = parser.parse_args()
     set_offline_env()
-    records = json.loads(Path(resolve_data("knowedit/wiki_counterfact_test.json")).read_text())[: args.n]
+    path = resolve_data("knowedit/wiki_counterfact_test.json")
+    records = json.loads(Path(path).read_text())[: args.n]
     questions = [r["prompt"] for r in records]
     facts = [f"{r['prompt']} {r['target_new']}." for r in records]
+    same_fact = []
+    for case in load_cases(path, "knowedit"):
+        fact = f"{case.prompt} {case.target_new}."
+        same_fact += [as_chat(prompts.paper_answer(fact, p.prompt)) for p in case.probes if p.kind != "locality"]
+        if len(same_fact) >= args.n:
+            break
     backend = TransformersBackend.load("smollm2-135m-instruct", dtype=args.dtype, batch_size=args.batch_size)
     backend.generate(questions[:4], 4)  # warm-up
     shapes = {"chat question": [base_prompt(q) for q in questions],
               "chat fact + question": [as_chat(prompts.paper_answer(f, q)) for f, q in zip(facts, questions)],
-              "raw prompt": questions}
+              "raw prompt": questions,
+              "same fact, 3+ questions": same_fact[: args.n]}
     print(f"SmolLM2-135M-Instruct, {args.dtype}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
           f"{args.n} prompts, {args.max_new_tokens} new tokens")
-    print(f"{'prompt shape':<22} {'loop s/answer':>14} {'generate() s/answer':>20} {'speed-up':>9} {'identical':>10}")
+    print(f"{'prompt shape':<24} {'loop s/answer':>14} {'no groups':>10} {'generate()':>11} "
+          f"{'x no groups':>12} {'x generate()':>13} {'identical':>10}")
     for name, batch_prompts in shapes.items():
-        t0 = time.perf_counter()
-        ours = backend.generate(batch_prompts, args.max_new_tokens)
-        t1 = time.perf_counter()
-        ref = reference_generate(backend, batch_prompts, args.max_new_tokens)
-        t2 = time.perf_counter()
-        a, b = (t1 - t0) / args.n, (t2 - t1) / args.n
-        same = sum(x == y for x, y in zip(ours, ref))
-        print(f"{name:<22} {a:>14.3f} {b:>20.3f} {b / a:>8.2f}x {same:>6}/{args.n}")
+        timings, answers = [], []
+        for decoder in ("loop", "loop without groups", "generate()"):
+            backend.group_prefixes = decoder == "loop"
+            t0 = time.perf_counter()
+            if decoder == "generate()":
+                answers.append(reference_generate(backend, batch_prompts, args.max_new_tokens))
+            else:
+                answers.append(backend.generate(batch_prompts, args.max_new_tokens))
+            timings.append((time.perf_counter() - t0) / len(batch_prompts))
+        backend.group_prefixes = True
+        same = sum(x == y == z for x, y, z in zip(*answers))
+        print(f"{name:<24} {timings[0]:>14.3f} {timings[1]:>10.3f} {timings[2]:>11.3f} "
+              f"{timings[1] / timings[0]:>11.2f}x {timings[2] / timings[0]:>12.2f}x {same:>5}/{len(batch_prompts)}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Sequence
 
@@ -10,7 +11,10 @@ import torch
 from transformers import DynamicCache
 
 from scr.llm.base import Prompt, TokenScores
+from scr.llm.prefix import common_prefix_length, group_prefix_lengths
 from scr.models import load_causal_lm
+
+GROUP_BATCH = 32  # group prefixes per forward pass: enough rows for efficient products, little padding
 
 
 class TransformersBackend:
@@ -28,6 +32,7 @@ class TransformersBackend:
         # One forward pass at a time: torch on CPU is not faster with concurrent calls, and the API is threaded.
         self._lock = threading.Lock()
         self._prefixes: dict[tuple[int, ...], list] = {}
+        self.group_prefixes = True  # run a prefix shared by a group of prompts once (off: for benchmarks)
 
     @classmethod
     def from_settings(cls, settings) -> "TransformersBackend":
@@ -69,18 +74,39 @@ class TransformersBackend:
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int = 48) -> list[str]:
         encoded = [self._encode(p) for p in prompts]
         out: list[str] = [""] * len(encoded)
-        for batch in self._batches(len(encoded), [len(e) for e in encoded]):
+        grouped = group_prefix_lengths(encoded) if self.group_prefixes else [0] * len(encoded)
+        for window in self._windows(encoded, grouped):
             with self._lock:
-                generated = self._greedy([encoded[i] for i in batch], max_new_tokens)
-            for row, i in enumerate(batch):
-                out[i] = self.tokenizer.decode(generated[row], skip_special_tokens=True).strip()
+                generated = self._generate_window([encoded[i] for i in window], [grouped[i] for i in window],
+                                                  max_new_tokens)
+            for i, tokens in zip(window, generated):
+                out[i] = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
         return out
 
     # -- greedy decoding ------------------------------------------------------------------------------------------
-    # Our own loop instead of ``model.generate`` for two savings that matter on CPU (measured in
-    # benchmarks/bench_generation.py): the tokens every prompt of a batch starts with (the chat template's system
-    # prompt) are run once and their key/value cache is shared, and rows that have finished leave the batch
-    # instead of being computed until the longest answer ends. Greedy choices are the same as ``generate``'s.
+    # Our own loop instead of ``model.generate`` for savings that matter on CPU (measured in
+    # benchmarks/bench_generation.py):
+    # - the tokens every prompt starts with (the chat template's system prompt) run once, their key/value cache
+    #   shared by every row;
+    # - the tokens a group of prompts starts with (the same fact in context, see scr/llm/prefix.py) run once per
+    #   group, and each row of the group starts from a copy of that cache;
+    # - rows that have finished leave the batch instead of being computed until the longest answer ends.
+    # Greedy choices are the same as ``generate``'s.
+
+    def _windows(self, encoded: list[list[int]], grouped: list[int]):
+        """The request in windows of up to eight batches, each holding whole groups (group caches live for one
+        window, which bounds their memory); windows are of even size, so none ends in a small batch."""
+        order = sorted(range(len(encoded)), key=lambda i: encoded[i])  # a group's rows are adjacent
+        size = math.ceil(len(order) / max(1, math.ceil(len(order) / (8 * self.batch_size))))
+        window: list[int] = []
+        for i in order:
+            same_group = window and grouped[i] and encoded[i][: grouped[i]] == encoded[window[-1]][: grouped[i]]
+            if len(window) >= size and not same_group:
+                yield window
+                window = []
+            window.append(i)
+        if window:
+            yield window
 
     def _prefix_cache(self, prefix: list[int]):
         """Key/value tensors of a token prefix, computed once per prefix (the chat system prompt) and reused."""
@@ -95,25 +121,79 @@ class TransformersBackend:
             self._prefixes[key] = cached
         return cached
 
-    def _greedy(self, rows: list[list[int]], max_new_tokens: int) -> list[list[int]]:
-        n = len(rows)
-        shared = _common_prefix_length(rows)
-        shared = min(shared, min(len(r) for r in rows) - 1)  # every row keeps one token to run
+    def _group_caches(self, common: list, shared: int, groups: list[tuple[int, ...]]) -> dict:
+        """Per group prefix (the tokens after the common prefix), its key/value tensors per layer."""
+        caches = {}
+        # Small batches of similar length: group prefixes vary in length (the facts do), and padding costs as much
+        # as the tokens themselves.
+        groups = sorted(groups, key=len)
+        for start in range(0, len(groups), GROUP_BATCH):
+            chunk = groups[start : start + GROUP_BATCH]
+            cache = _cache_from(common, len(chunk), self.model.config)
+            ids, pad = self._pad_left([list(g) for g in chunk])
+            mask = torch.cat([torch.ones(len(chunk), shared, dtype=pad.dtype, device=self.device), pad], dim=1)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            self.model(input_ids=ids, attention_mask=mask, position_ids=positions[:, shared:],
+                       past_key_values=cache, use_cache=True, logits_to_keep=1)
+            width = ids.shape[1]
+            for row, group in enumerate(chunk):
+                span = slice(shared + width - len(group), shared + width)
+                caches[group] = [(layer.keys[row, :, span], layer.values[row, :, span]) for layer in cache.layers]
+        return caches
+
+    def _generate_window(self, rows: list[list[int]], grouped: list[int], max_new_tokens: int) -> list[list[int]]:
+        shared = min(common_prefix_length(rows), min(len(r) for r in rows) - 1)  # every row keeps a token to run
         shared = shared if shared >= 8 else 0  # a short common prefix is not worth a cache of its own
-        if shared:
-            layers = self._prefix_cache(rows[0][:shared])
-            cache = DynamicCache(ddp_cache_data=[(k.expand(n, -1, -1, -1).contiguous(),
-                                                  v.expand(n, -1, -1, -1).contiguous()) for k, v in layers],
-                                 config=self.model.config)
-        else:
-            cache = DynamicCache(config=self.model.config)
-        ids, suffix_mask = self._pad_left([r[shared:] for r in rows])
-        mask = torch.cat([torch.ones(n, shared, dtype=suffix_mask.dtype, device=self.device), suffix_mask], dim=1)
+        common = self._prefix_cache(rows[0][:shared]) if shared else []
+        heads = [tuple(r[shared:g]) for r, g in zip(rows, grouped)]  # () for a row in no group
+        groups = self._group_caches(common, shared, sorted({h for h in heads if h}))
+        out: list[list[int]] = [[] for _ in rows]
+        # Batches by the length of what each row runs itself, so they pad little.
+        for batch in self._batches(len(rows), [len(r) - shared - len(h) for r, h in zip(rows, heads)]):
+            cache, mask = self._head_cache(common, shared, [groups.get(heads[i]) for i in batch])
+            tails = [rows[i][shared + len(heads[i]):] for i in batch]
+            for i, tokens in zip(batch, self._greedy(tails, cache, mask, max_new_tokens)):
+                out[i] = tokens
+        return out
+
+    def _head_cache(self, common: list, shared: int, heads: list):
+        """One batch's cache before its rows' own tokens: the common prefix, then each row's group prefix
+        (left-padded to the longest; ``None`` for a row in no group). Returns the cache and its attention mask."""
+        n = len(heads)
+        width = max((layers[0][0].shape[1] for layers in heads if layers), default=0)
+        mask = torch.zeros(n, shared + width, dtype=torch.long, device=self.device)
+        mask[:, :shared] = 1
+        if not width:
+            return _cache_from(common, n, self.model.config), mask
+        data = []
+        for layer in range(self.model.config.num_hidden_layers):
+            template = next(layers for layers in heads if layers)[layer][0]
+            keys = template.new_zeros(n, template.shape[0], shared + width, template.shape[2])
+            values = torch.zeros_like(keys)
+            if shared:
+                keys[:, :, :shared], values[:, :, :shared] = common[layer][0], common[layer][1]
+            for row, layers in enumerate(heads):
+                if layers:
+                    k, v = layers[layer]
+                    keys[row, :, shared + width - k.shape[1]:] = k
+                    values[row, :, shared + width - v.shape[1]:] = v
+            data.append((keys, values))
+        for row, layers in enumerate(heads):
+            if layers:
+                mask[row, shared + width - layers[0][0].shape[1]:] = 1
+        return DynamicCache(ddp_cache_data=data, config=self.model.config), mask
+
+    def _greedy(self, rows: list[list[int]], cache: DynamicCache, head_mask, max_new_tokens: int) -> list[list[int]]:
+        """Greedy answers of ``rows`` (each row's tokens after its cached head)."""
+        n = len(rows)
+        ids, own_mask = self._pad_left(rows)
+        mask = torch.cat([head_mask, own_mask], dim=1)
         # Positions count real tokens only, so a padded row sees the same positions as it would alone.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions[:, shared:],
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions[:, -ids.shape[1]:],
                             past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
         position = positions[:, -1]
+        mask = _drop_padding(cache, mask)
         alive = torch.arange(n, device=self.device)
         eos = torch.tensor(sorted(self.eos_ids), device=self.device)
         out: list[list[int]] = [[] for _ in range(n)]
@@ -199,12 +279,27 @@ class TransformersBackend:
         pass
 
 
-def _common_prefix_length(rows: list[list[int]]) -> int:
-    first = rows[0]
-    length = min(len(r) for r in rows)
-    for row in rows[1:]:
-        i = 0
-        while i < length and row[i] == first[i]:
-            i += 1
-        length = i
-    return length
+
+def _cache_from(layers: list, rows: int, config) -> DynamicCache:
+    """A cache of ``rows`` rows that all start with the same cached prefix (``layers``; empty: no prefix)."""
+    if not layers:
+        return DynamicCache(config=config)
+    return DynamicCache(ddp_cache_data=[(k.expand(rows, -1, -1, -1).contiguous(),
+                                         v.expand(rows, -1, -1, -1).contiguous()) for k, v in layers],
+                        config=config)
+
+
+def _drop_padding(cache: DynamicCache, mask: torch.Tensor) -> torch.Tensor:
+    """Move each row's cached tokens to the right and cut the columns that are padding in every row.
+
+    Rows padded in two places (before the group prefix and before their own tokens) would otherwise carry the
+    padding through every decoding step. Keys already hold their rotary positions, and attention does not
+    depend on where in the cache a key sits, so the answers are unchanged. Returns the new attention mask."""
+    length = int(mask.sum(-1).max())
+    if length == mask.shape[1]:
+        return mask
+    keep = torch.argsort(mask, dim=1, stable=True)[:, -length:]  # padding first, then the tokens in order
+    for layer in cache.layers:
+        index = keep[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])
+        layer.keys, layer.values = layer.keys.gather(2, index), layer.values.gather(2, index)
+    return mask.gather(1, keep)
