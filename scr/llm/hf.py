@@ -18,6 +18,8 @@ GROUP_BATCH = 32  # group prefixes per forward pass: enough rows for efficient p
 
 
 class TransformersBackend:
+    group_prefixes = True  # run a prefix shared by a group of prompts once (off: only to measure what it saves)
+
     def __init__(self, model, tokenizer, name: str = "local", batch_size: int = 16):
         self.model = model
         self.tokenizer = tokenizer
@@ -32,7 +34,6 @@ class TransformersBackend:
         # One forward pass at a time: torch on CPU is not faster with concurrent calls, and the API is threaded.
         self._lock = threading.Lock()
         self._prefixes: dict[tuple[int, ...], list] = {}
-        self.group_prefixes = True  # run a prefix shared by a group of prompts once (off: for benchmarks)
 
     @classmethod
     def from_settings(cls, settings) -> "TransformersBackend":
@@ -91,7 +92,8 @@ class TransformersBackend:
     # - the tokens a group of prompts starts with (the same fact in context, see scr/llm/prefix.py) run once per
     #   group, and each row of the group starts from a copy of that cache;
     # - rows that have finished leave the batch instead of being computed until the longest answer ends.
-    # Greedy choices are the same as ``generate``'s.
+    # Greedy choices are the same as ``generate``'s up to float rounding (a near-tie can tip either way when a
+    # prefix is computed in a different batch, as with any change of batch).
 
     def _windows(self, encoded: list[list[int]], grouped: list[int]):
         """The request in windows of up to eight batches, each holding whole groups (group caches live for one
@@ -294,7 +296,8 @@ def _drop_padding(cache: DynamicCache, mask: torch.Tensor) -> torch.Tensor:
 
     Rows padded in two places (before the group prefix and before their own tokens) would otherwise carry the
     padding through every decoding step. Keys already hold their rotary positions, and attention does not
-    depend on where in the cache a key sits, so the answers are unchanged. Returns the new attention mask."""
+    depend on where in the cache a key sits, so the answers do not change (beyond float rounding). Returns the
+    new attention mask."""
     length = int(mask.sum(-1).max())
     if length == mask.shape[1]:
         return mask
