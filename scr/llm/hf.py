@@ -168,8 +168,9 @@ class TransformersBackend:
         if not width:
             return _cache_from(common, n, self.model.config), mask
         data = []
+        first = next(layers for layers in heads if layers)
         for layer in range(self.model.config.num_hidden_layers):
-            template = next(layers for layers in heads if layers)[layer][0]
+            template = first[layer][0]
             keys = template.new_zeros(n, template.shape[0], shared + width, template.shape[2])
             values = torch.zeros_like(keys)
             if shared:
@@ -279,7 +280,6 @@ class TransformersBackend:
 
     def close(self) -> None:
         pass
-
 
 
 def _cache_from(layers: list, rows: int, config) -> DynamicCache:

@@ -43,9 +43,9 @@ def group_prefix_lengths(rows: list[list[int]]) -> list[int]:
     order = sorted(range(n), key=lambda i: rows[i])
     # lcp[k]: tokens shared by the k-th and (k+1)-th rows in sorted order
     lcp = [common_prefix_length([rows[order[k]], rows[order[k + 1]]]) for k in range(n - 1)]
-    # best[j]: most tokens saved over the first j sorted rows; start[j]: where the run ending at row j-1 begins
-    best = [0] * (n + 1)
-    start = list(range(n + 1))
+    # Over the first j sorted rows: best[j] the most tokens saved, start[j] where the last run begins (it ends at
+    # row j-1), prefix[j] the prefix that run shares (0: row j-1 alone).
+    best, start, prefix = [0] * (n + 1), list(range(n + 1)), [0] * (n + 1)
     for j in range(1, n + 1):
         best[j], start[j] = best[j - 1], j - 1  # row j-1 alone
         shared = len(rows[order[j - 1]]) - 1
@@ -55,14 +55,11 @@ def group_prefix_lengths(rows: list[list[int]]) -> list[int]:
                 break  # longer runs only share less
             saved = best[i] + (j - 1 - i) * (shared - base)
             if saved > best[j]:
-                best[j], start[j] = saved, i
+                best[j], start[j], prefix[j] = saved, i, shared
     lengths = [0] * n
     j = n
     while j > 0:
-        i = start[j]
-        if j - i >= 2:
-            shared = min(min(lcp[i : j - 1]), min(len(rows[order[k]]) for k in range(i, j)) - 1)
-            for k in range(i, j):
-                lengths[order[k]] = shared
-        j = i
+        for k in range(start[j], j):
+            lengths[order[k]] = prefix[j]
+        j = start[j]
     return lengths
