@@ -330,6 +330,41 @@ def test_interrupted_run_continues(tiny_data, tmp_path):
     assert backend.calls == 2  # c2's reference answers and c2's answers: c1 was not asked again
 
 
+def test_limit_runs_share_records_with_the_full_run(tmp_path):
+    from scr.evaluation.runner import Evaluator
+
+    data = tmp_path / "four.jsonl"  # c1..c4: the two tiny cases twice, under new ids
+    data.write_text("".join(json.dumps({**r, "case_id": f"c{i + 1}"}) + "\n" for i, r in enumerate(TINY + TINY)))
+    out = tmp_path / "run"
+
+    def run(limit, n):
+        config = EvalConfig(data=str(data), methods=["context-oracle"], out=str(out), limit=limit,
+                            protocol="sequential", n=[n])
+        report = Evaluator(config, backend=ScriptedBackend(ANSWERS), log=lambda m: None, progress=False).run()
+        return report["methods"]["context-oracle"]
+
+    def case_rows(case_id, n):
+        lines = (out / "records/context-oracle.jsonl").read_text().splitlines()
+        return [r for r in map(json.loads, lines) if r.get("case_id") == case_id and r.get("n") == n]
+
+    # N = 1: the records of a --limit 2 run are the full run's; the full run evaluates only c3 and c4 after it.
+    run(2, 1)
+    full = run(None, 1)
+    assert [len(case_rows(c, 1)) for c in ("c1", "c2", "c3", "c4")] == [1, 1, 1, 1]
+    assert [c["case_id"] for c in full["cases"]] == ["c1", "c2", "c3", "c4"] and full["complete"]
+    # N = 2 under --limit 3 cuts the second group short (c3 alone instead of c3 + c4). The full run must not take
+    # c3's record for its own: it keeps c1 and c2 and runs the whole second group again.
+    limited = run(3, 2)
+    assert [r["group_cases"] for r in case_rows("c3", 2)] == [1] and limited["by_n"]["2"]["n_cases"] == 3
+    full = run(None, 2)
+    assert [len(case_rows(c, 2)) for c in ("c1", "c2", "c4")] == [1, 1, 1]
+    assert [r["group_cases"] for r in case_rows("c3", 2)] == [1, 2]
+    assert full["by_n"]["2"]["n_cases"] == 4 and full["complete"]
+    # Each run reports the rows of its own grouping: the limited run is still done, from its own c3 row.
+    again = run(3, 2)
+    assert len(case_rows("c3", 2)) == 2 and again["by_n"]["2"]["n_cases"] == 3 and again["complete"]
+
+
 def test_teacher_forced_scripted(tiny_data, tmp_path):
     from scr.evaluation.runner import Evaluator
 

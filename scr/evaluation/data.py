@@ -264,6 +264,12 @@ def load_cases(path: str | Path, fmt: str | None = None, limit: int | None = Non
     return cases
 
 
+def count_records(path: str | Path, fmt: str | None = None) -> int:
+    """How many records the file holds (read, not parsed into cases): a ``--limit`` run needs the full count."""
+    path = Path(path)
+    return sum(1 for _ in _records(path, fmt or detect_format(path)))
+
+
 def file_digest(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

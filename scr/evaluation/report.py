@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from scr.evaluation.metrics import MAIN, aggregate, case_scores, scope_metrics
-from scr.evaluation.runner import Records, method_slug
+from scr.evaluation.runner import Records, in_grouping, method_slug
 
 HEADLINE = ("reliability", "generalization", "locality", "portability", "average", "scope_accuracy")
 
@@ -24,7 +24,8 @@ def _method_summary(ctx, evaluator, name: str) -> dict | None:
     by_n = {}
     main_cases = []
     for n in sizes:
-        rows = {r["case_id"]: r for r in records.select(h, "case", n) if r["case_id"] in order}
+        rows = {r["case_id"]: r for r in records.select(h, "case", n)
+                if r["case_id"] in order and in_grouping(r, n, ctx)}
         if not rows:
             continue
         cases = sorted(rows.values(), key=lambda r: order[r["case_id"]])
@@ -42,7 +43,7 @@ def _method_summary(ctx, evaluator, name: str) -> dict | None:
         judged = [p for p in probes if "judge_raw" in p]
         if judged:
             metrics["judge.unparsed"] = sum(p.get("judge") is None for p in judged) / len(judged)
-        times = records.select(h, "time", n)
+        times = [t for t in records.select(h, "time", n) if in_grouping(t, n, ctx)]
         apply_s = sum(t["seconds"] for t in times if t["phase"] == "apply")
         answer_s = sum(t["seconds"] for t in times if t["phase"] == "answer")
         mems = [m["peak_rss_mb"] for m in records.select(h, "mem", n)]

@@ -31,7 +31,7 @@ from typing import Callable
 
 from scr.config import Settings
 from scr.evaluation.config import EvalConfig
-from scr.evaluation.data import Case, file_digest, load_cases, resolve_data
+from scr.evaluation.data import Case, count_records, file_digest, load_cases, resolve_data
 from scr.evaluation.methods import Method, Query, make_method
 from scr.evaluation.memo import MemoBackend
 from scr.evaluation.metrics import contains, exact_match, token_accuracy, token_agreement
@@ -130,6 +130,20 @@ def memo_backend(settings: Settings, out: Path, log: Log, backend=None) -> MemoB
     return MemoBackend(factory, namespace, out / "cache" / "llm.jsonl")
 
 
+def group_size(n: int, group: int, n_cases: int) -> int:
+    """Cases in group ``group`` when ``n_cases`` cases are split into groups of ``n``."""
+    return min(n, n_cases - group * n)
+
+
+def in_grouping(row: dict, n: int, ctx: RunContext) -> bool:
+    """Whether a record (a case, or a group's timing) was produced in the group it would have in this run.
+    Rows without ``group_cases`` predate --limit sharing and come from full runs."""
+    if row["group"] * n >= len(ctx.cases):
+        return False
+    size = row.get("group_cases", group_size(n, row["group"], ctx.total_cases))
+    return size == group_size(n, row["group"], len(ctx.cases))
+
+
 def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -146,6 +160,7 @@ class RunContext:
     data_path: Path
     data_sha256: str
     cases: list[Case]
+    total_cases: int  # records in the file; more than len(cases) under --limit
     memo: MemoBackend
     command: str
     log: Log
@@ -190,10 +205,12 @@ class Evaluator:
         c = self.config
         data_path = resolve_data(c.data, c.data_dir)
         cases = load_cases(data_path, c.format, c.limit)
+        total = len(cases) if c.limit is None else count_records(data_path, c.format)
         out = Path(c.out)
         out.mkdir(parents=True, exist_ok=True)
         memo = memo_backend(self.settings, out, self.log, self._backend)
-        ctx = RunContext(c, self.settings, out, data_path, file_digest(data_path), cases, memo, self.command, self.log)
+        ctx = RunContext(c, self.settings, out, data_path, file_digest(data_path), cases, total, memo, self.command,
+                         self.log)
         ctx._embedder = self._embedder
         return ctx
 
@@ -203,8 +220,12 @@ class Evaluator:
                            log=self.log)
 
     def _config_hash(self, ctx: RunContext, method: Method) -> str:
+        # The hash of the run over the whole file, --limit or not: a case's result depends on its group of N
+        # (cases index // N), not on how many cases run, so a --limit run and a full run share their records.
+        # The one difference, a last group cut short by --limit, is told apart by each row's group size
+        # (``in_grouping``). (Records written before this rule, always by full runs, hash the same.)
         c, s = self.config, self.settings
-        return _hash({"data": ctx.data_sha256, "format": c.format, "limit": c.limit, "n_cases": len(ctx.cases),
+        return _hash({"data": ctx.data_sha256, "format": c.format, "limit": None, "n_cases": ctx.total_cases,
                       "protocol": c.protocol, "mode": c.mode, "max_new_tokens": c.max_new_tokens,
                       "llm": s.llm, "backend": s.backend, "dtype": s.dtype, "method": method.info(),
                       "judge": c.judge_model if c.judge_url else None, "version": 1})
@@ -271,7 +292,7 @@ class Evaluator:
         h = self._config_hash(ctx, method)
         cases = ctx.cases
         for n in self.config.sizes(len(cases)):
-            done = {r["case_id"] for r in records.select(h, "case", n)}
+            done = {r["case_id"] for r in records.select(h, "case", n) if in_grouping(r, n, ctx)}
             todo_groups = []
             for g, start in enumerate(range(0, len(cases), n)):
                 group = cases[start : start + n]
@@ -298,7 +319,7 @@ class Evaluator:
                 apply_s = time.perf_counter() - t0
                 records.add([{"type": "time", "h": h, "n": n, "group": g, "phase": "apply",
                               "seconds": round(apply_s, 3), "cpu_s": round(time.process_time() - c0, 3),
-                              "cases": len(group), "details": details}])
+                              "cases": len(group), "group_cases": len(group), "details": details}])
                 remaining = [c for c in group if c.case_id not in done]
                 size = self.config.chunk_cases
                 for start in range(0, len(remaining), size):
@@ -309,8 +330,9 @@ class Evaluator:
                     seconds, cpu_s = time.perf_counter() - t1, time.process_time() - c1
                     n_probes = sum(len(r["probes"]) for r in rows)
                     for r in rows:
-                        r.update({"h": h, "n": n, "group": g})
-                    rows.append({"type": "time", "h": h, "n": n, "group": g, "phase": "answer",
+                        r.update({"h": h, "n": n, "group": g, "group_cases": len(group)})
+                    rows.append({"type": "time", "h": h, "n": n, "group": g, "group_cases": len(group),
+                                 "phase": "answer",
                                  "seconds": round(seconds, 3), "cpu_s": round(cpu_s, 3), "cases": len(chunk),
                                  "probes": n_probes,
                                  "memo_hits": ctx.memo.hits - hits, "memo_misses": ctx.memo.misses - misses})
