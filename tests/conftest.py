@@ -12,6 +12,25 @@ from scr.models import set_offline_env
 set_offline_env(force=True)
 
 DATA_DIR = Path(os.environ.get("SCR_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+os.environ["SCR_DATA_DIR"] = str(DATA_DIR)  # the library resolves dataset paths the same way as the tests
+
+# Tests marked `data` read the public benchmarks in the shared data folder. One rule when it is missing: the run
+# stops before any test with one message (a checkout away from ../shared is the usual cause), unless
+# SCR_SKIP_DATA_TESTS=1 asks to skip exactly those tests.
+SKIP_DATA_TESTS = os.environ.get("SCR_SKIP_DATA_TESTS", "") not in ("", "0")
+
+
+def pytest_collection_modifyitems(config, items):
+    needing = [item for item in items if item.get_closest_marker("data")]
+    if not needing or DATA_DIR.is_dir():
+        return
+    if not SKIP_DATA_TESTS:
+        raise pytest.UsageError(
+            f"{len(needing)} selected tests need the shared benchmark data, and {DATA_DIR} does not exist: set "
+            f"SCR_DATA_DIR to the data folder (see the README), or SCR_SKIP_DATA_TESTS=1 to skip those tests")
+    skip = pytest.mark.skip(reason=f"SCR_SKIP_DATA_TESTS=1 and no data at {DATA_DIR}")
+    for item in needing:
+        item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ def cases():
 
 
 # ----- loaders ---------------------------------------------------------------------------------------------------
+@pytest.mark.data
 def test_every_record_of_every_file_loads(cases):
     paths = docter_paths()
     assert len(read_documents(paths["documents"])) == 2000
@@ -39,6 +40,7 @@ def test_every_record_of_every_file_loads(cases):
     assert all(c.paraphrases and c.neighbours and c.subject for c in cases)
 
 
+@pytest.mark.data
 def test_ids_are_counterfact_case_ids_and_derived_subjects_agree():
     paths = docter_paths()
     edits = read_edits(paths["edits"])
@@ -66,6 +68,7 @@ def _copy_head(tmp_path, n=3):
     return tmp_path
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("name, index, change, message", [
     ("edits", 1, lambda r: r.pop("query"),
      r"docter_edit_success_eval.json: record 1 \(id 1\): missing or empty 'query'"),
@@ -84,6 +87,7 @@ def test_a_malformed_record_is_named(tmp_path, name, index, change, message):
         load_docter(root, counterfact=False)
 
 
+@pytest.mark.data
 def test_missing_files_and_containers_are_clear_errors(tmp_path):
     with pytest.raises(DatasetError, match="docter_en_doc.json: file not found"):
         load_docter(tmp_path)
@@ -94,6 +98,7 @@ def test_missing_files_and_containers_are_clear_errors(tmp_path):
 
 
 # ----- document strategies -----------------------------------------------------------------------------------------
+@pytest.mark.data
 def test_sentence_strategy_on_a_docter_document(cases, make_kb):
     doc = cases[0]
     facts = sentence_facts(doc.document, doc.name)
@@ -123,6 +128,7 @@ class _Scripted:
         pass
 
 
+@pytest.mark.data
 def test_atomic_strategy_keeps_provenance_and_is_all_or_nothing(tmp_path, cases, smol_backend, embedder):
     doc = cases[0]
     sentences = [f.text for f in sentence_facts(doc.document, doc.name)][:5]
@@ -199,6 +205,7 @@ def test_method_names():
 
 
 # ----- the evaluator end to end ----------------------------------------------------------------------------------
+@pytest.mark.data
 def test_evaluator_end_to_end_then_resumes_without_work(tmp_path, smol_backend, embedder):
     out = tmp_path / "run"
     config = DocterConfig(methods=["base", "scr", "scr-atomic", "scr-upper"], limit=2, max_new_tokens=12,

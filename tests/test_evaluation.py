@@ -22,11 +22,10 @@ SHIPPED = [("knowedit/wiki_counterfact_test.json", 839), ("knowedit/zsre_test.js
 
 
 # ----- datasets ------------------------------------------------------------------------------------------------
+@pytest.mark.data
 @pytest.mark.parametrize("name,count", SHIPPED)
 def test_every_record_of_the_shipped_files_loads(name, count):
     path = DATA_DIR / name
-    if not path.exists():
-        pytest.skip(f"{path} not available")
     cases = load_cases(path)
     assert len(cases) == count
     assert len({c.case_id for c in cases}) == count
@@ -36,9 +35,8 @@ def test_every_record_of_the_shipped_files_loads(name, count):
         assert all(p.prompt for p in c.probes)
 
 
+@pytest.mark.data
 def test_knowedit_shapes_become_probes():
-    if not (DATA_DIR / "knowedit/wiki_counterfact_test.json").exists():
-        pytest.skip(f"{DATA_DIR} has no KnowEdit data")
     wiki = load_cases(DATA_DIR / "knowedit/wiki_counterfact_test.json", limit=1)[0]
     assert wiki.subject == "Leonardo DiCaprio" and wiki.target_new == "Syria"
     assert wiki.target_true == "United States of America"

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from conftest import DATA_DIR
 
 ZSRE = DATA_DIR / "knowedit" / "zsre_test.json"
-pytestmark = pytest.mark.skipif(not ZSRE.exists(), reason="KnowEdit data not available")
+pytestmark = pytest.mark.data  # nearly every test here reads the real file
 
 
 def _rows(path):

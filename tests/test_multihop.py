@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from conftest import DATA_DIR
 
 MQUAKE = DATA_DIR / "multihop" / "MQuAKE-hard.json"
-pytestmark = pytest.mark.skipif(not MQUAKE.exists(), reason="MQuAKE-hard not available")
+pytestmark = pytest.mark.data  # nearly every test here reads the real file
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from scr.evaluation.methods import BaseMethod
 from scr.evaluation.retention import RetentionRunner, make_retention_config
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("name,count", [("arc_easy", 2376), ("piqa", 1838), ("hellaswag", 10042),
                                         ("winogrande", 1267), ("knowns", 1209), ("arc_challenge", 1172),
                                         ("boolq", 3270), ("mmlu", 14042)])
@@ -28,6 +29,7 @@ def test_every_record_of_each_benchmark_loads(name, count):
         assert 0 <= item.gold < len(item.contexts)
 
 
+@pytest.mark.data
 def test_prompt_shapes_follow_lm_evaluation_harness():
     arc = general.load_benchmark("arc_easy", None, items=0, seed=0).items[0]
     assert arc.contexts[0].startswith("Question: ") and arc.contexts[0].endswith("\nAnswer:")
@@ -38,6 +40,7 @@ def test_prompt_shapes_follow_lm_evaluation_harness():
     assert hs.contexts[0].startswith("Roof shingle removal: A man is sitting on a roof.") and hs.gold == 3
 
 
+@pytest.mark.data
 def test_sampling_is_fixed_by_the_seed_and_knowns_drop_rewritten_subjects():
     a = general.load_benchmark("piqa", None, items=30, seed=7)
     b = general.load_benchmark("piqa", None, items=30, seed=7)
@@ -103,6 +106,7 @@ def test_choice_scoring_and_perplexity_match_values_computed_by_hand(smol_backen
                                        rel=1e-4)
 
 
+@pytest.mark.data
 def test_runner_end_to_end_scr_injects_facts_into_matching_contexts_and_resumes(tmp_path, smol_backend, embedder):
     arc = general.load_benchmark("arc_easy", None, items=4, seed=3)
     question = arc.items[0].contexts[0]
