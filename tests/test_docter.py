@@ -41,6 +41,17 @@ def test_every_record_of_every_file_loads(cases):
 
 
 @pytest.mark.data
+def test_offset_selects_a_later_window(cases):
+    window = load_docter(limit=100, offset=453)
+    assert [c.id for c in window] == [c.id for c in cases[453:553]]
+    assert [c.index for c in window] == list(range(453, 553))
+    labels = [item.label for c in window for item in c.reasoning]
+    assert labels.count(True) >= 25 and labels.count(False) >= 25  # the balanced window of evals/docter_balanced
+    with pytest.raises(DatasetError, match="offset 2000: docter_en_doc.json has 2000 documents"):
+        load_docter(limit=1, offset=2000)
+
+
+@pytest.mark.data
 def test_ids_are_counterfact_case_ids_and_derived_subjects_agree():
     paths = docter_paths()
     edits = read_edits(paths["edits"])

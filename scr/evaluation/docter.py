@@ -71,6 +71,8 @@ class DocterConfig(BaseModel):
     data_dir: str | None = Field(None, description="data directory holding docedit/ and counterfact/")
     methods: list[str] = Field(default_factory=lambda: ["base", "scr", "scr-atomic"])
     limit: int | None = Field(100, ge=1, description="the first LIMIT documents (file order); None = all 2000")
+    offset: int = Field(0, ge=0, description="skip this many documents first (file order); the reasoning "
+                        "file labels its questions True up to about document 538, then False")
     method_limits: dict[str, int] = Field(default_factory=dict,
                                           description="fewer documents for named methods (slow editing)")
     counterfact: bool = Field(True, description="subjects from CounterFact where its record is the same edit")
@@ -244,7 +246,7 @@ class DocterRunner:
     def setup(self) -> None:
         c, s = self.config, self.settings
         self.paths = docter_paths(c.data_dir, c.counterfact)
-        self.cases = load_docter(c.data_dir, c.limit, c.counterfact)
+        self.cases = load_docter(c.data_dir, c.limit, c.counterfact, c.offset)
         self.digests = digests(self.paths)
 
         self.memo = memo_backend(s, self.out, self.log, self._backend)

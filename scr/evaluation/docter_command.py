@@ -28,6 +28,7 @@ def command(
                                           "scr-atomic, scr-upper, <editor>-extracted, <editor>-upper "
                                           "(editor: memit, alphaedit, balancedit, ...); -upper = upper bound"),
     limit: Optional[int] = typer.Option(None, "--limit", help="the first LIMIT documents (default 100)"),
+    offset: Optional[int] = typer.Option(None, "--offset", help="skip OFFSET documents first (default 0)"),
     method_limit: Optional[List[str]] = typer.Option(None, "--method-limit",
                                                      help="NAME=N: fewer documents for one method (repeatable)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="generation batch size (default 16)"),
@@ -49,7 +50,7 @@ def command(
     try:
         fields, suite_settings = load_docter_suite(suite) if suite else ({}, {})
         flags = dict(data_dir=str(data_dir) if data_dir else None, methods=methods, limit=limit,
-                     batch_size=batch_size, edit_batch_size=edit_batch_size,
+                     offset=offset, batch_size=batch_size, edit_batch_size=edit_batch_size,
                      seed=seed, out=str(out_dir) if out_dir else None, title=title)
         fields.update({k: v for k, v in flags.items() if v is not None})
         if method_limit:

@@ -246,8 +246,9 @@ def digests(paths: dict[str, Path]) -> dict[str, str]:
 
 
 def load_docter(directory: str | Path | None = None, limit: int | None = None,
-                counterfact: bool = True) -> list[DocCase]:
-    """The first ``limit`` documents (file order) with their probes; every record of every file is validated."""
+                counterfact: bool = True, offset: int = 0) -> list[DocCase]:
+    """``limit`` documents (file order) from the ``offset``-th on, with their probes; every record of every file is
+    validated."""
     paths = docter_paths(directory, counterfact)
     documents = read_documents(paths["documents"])
     edits = read_edits(paths["edits"])
@@ -260,8 +261,12 @@ def load_docter(directory: str | Path | None = None, limit: int | None = None,
     # Reasoning questions whose id has no document (9 of 583 in the shipped file) cannot be evaluated: left out.
     subjects = counterfact_subjects(paths["counterfact"], edits) if counterfact else {}
     cases = []
+    if offset >= len(documents):
+        raise DatasetError(f"offset {offset}: {paths['documents'].name} has {len(documents)} documents")
     for index, (rid, text) in enumerate(documents.items()):
-        if limit is not None and index >= limit:
+        if index < offset:
+            continue
+        if limit is not None and index >= offset + limit:
             break
         e = edits[rid]
         subject, source = subjects.get(rid), "counterfact"

@@ -57,7 +57,7 @@ def build(runner) -> dict:
     return {
         "title": c.title or "DocTER: knowledge updates given as documents",
         "run": {"command": runner.command, "commands_all_sessions": sorted({x["command"] for x in sessions}),
-                "documents": len(runner.cases), "method_limits": c.method_limits, "llm": s.llm,
+                "documents": len(runner.cases), "offset": c.offset, "method_limits": c.method_limits, "llm": s.llm,
                 "embedder": s.embedder, "backend": s.backend, "dtype": s.dtype, "scope_mode": s.scope_mode,
                 "k": s.k, "max_new_tokens": c.max_new_tokens, "extract_tokens": c.extract_tokens,
                 "edit_batch_size": c.edit_batch_size, "seed": c.seed, "data": runner.digests,
@@ -109,13 +109,19 @@ def _table(names_scores: list[tuple[str, dict, dict]], main: bool) -> list[str]:
     return lines
 
 
+def _which_documents(n: int, offset: int) -> str:
+    if not offset:
+        return f"The first {n} DocTER documents (file order)"
+    return f"DocTER documents {offset} to {offset + n - 1} (file order, {n} documents)"
+
+
 def markdown(report: dict) -> str:
     run, methods = report["run"], report["methods"]
     n = run["documents"]
     lines = [f"# {report['title']}", "", f"Command: `{run['command']}`", "",
              f"Model {run['llm']} ({run['backend']}, {run['dtype']}), greedy answers in its chat template, "
              f"{run['max_new_tokens']} new tokens; SCR embedder {run['embedder']}, k={run['k']}, scope mode "
-             f"`{run['scope_mode']}`. The first {n} DocTER documents (file order); all of a method's documents go "
+             f"`{run['scope_mode']}`. {_which_documents(n, run.get('offset', 0))}; all of a method's documents go "
              f"into ONE knowledge base (SCR) or one sequence of edits ({run['edit_batch_size'] or 'all'} per batch), "
              f"then every probe of those documents is answered. Wall time over {run['sessions']} session(s): "
              f"{run['sessions_wall_s']} s.", "",
@@ -137,7 +143,7 @@ def markdown(report: dict) -> str:
         lines += [f"## All {n} documents", ""] + _table(main, True) + [""]
     for size, scores in report["subsets"].items():
         limited = [name for name, m in methods.items() if str(m["docs"]) == size]
-        lines += [f"## First {size} documents ({', '.join(limited)} limited to them)", "",
+        lines += [f"## First {size} of the {n} documents ({', '.join(limited)} limited to them)", "",
                   "Every method's scores on the same documents. SCR's knowledge base and the other methods' "
                   f"updates still hold all the documents the method was given (up to {n}), so the methods limited "
                   "to this subset face fewer competing updates.", ""]
