@@ -11,7 +11,7 @@ import torch
 from transformers import DynamicCache
 
 from scr.llm.base import Prompt, TokenScores
-from scr.llm.prefix import common_prefix_length, group_prefix_lengths
+from scr.llm.prefix import common_prefix_length, group_prefix_lengths, sorted_order
 from scr.models import load_causal_lm
 
 GROUP_BATCH = 32  # group prefixes per forward pass: enough rows for efficient products, little padding
@@ -75,8 +75,9 @@ class TransformersBackend:
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int = 48) -> list[str]:
         encoded = [self._encode(p) for p in prompts]
         out: list[str] = [""] * len(encoded)
-        grouped = group_prefix_lengths(encoded) if self.group_prefixes else [0] * len(encoded)
-        for window in self._windows(encoded, grouped):
+        order = sorted_order(encoded)  # a group's rows are adjacent
+        grouped = group_prefix_lengths(encoded, order) if self.group_prefixes else [0] * len(encoded)
+        for window in self._windows(encoded, grouped, order):
             with self._lock:
                 generated = self._generate_window([encoded[i] for i in window], [grouped[i] for i in window],
                                                   max_new_tokens)
@@ -95,10 +96,10 @@ class TransformersBackend:
     # Greedy choices are the same as ``generate``'s up to float rounding (a near-tie can tip either way when a
     # prefix is computed in a different batch, as with any change of batch).
 
-    def _windows(self, encoded: list[list[int]], grouped: list[int]):
-        """The request in windows of up to eight batches, each holding whole groups (group caches live for one
-        window, which bounds their memory); windows are of even size, so none ends in a small batch."""
-        order = sorted(range(len(encoded)), key=lambda i: encoded[i])  # a group's rows are adjacent
+    def _windows(self, encoded: list[list[int]], grouped: list[int], order: list[int]):
+        """The request (``order``: sorted, so a group's rows are adjacent) in windows of up to eight batches, each
+        holding whole groups (group caches live for one window, which bounds their memory); windows are of even
+        size, so none ends in a small batch."""
         size = math.ceil(len(order) / max(1, math.ceil(len(order) / (8 * self.batch_size))))
         window: list[int] = []
         for i in order:

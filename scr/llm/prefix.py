@@ -29,8 +29,14 @@ def common_prefix_length(rows: list[list[int]]) -> int:
     return length
 
 
-def group_prefix_lengths(rows: list[list[int]]) -> list[int]:
+def sorted_order(rows: list[list[int]]) -> list[int]:
+    """Row indices in lexicographic order of the rows: rows with a common prefix become neighbours."""
+    return sorted(range(len(rows)), key=lambda i: rows[i])
+
+
+def group_prefix_lengths(rows: list[list[int]], order: list[int] | None = None) -> list[int]:
     """Per row, the length of the prefix it shares with its group of rows (0: the row is in no group).
+    ``order``: ``sorted_order(rows)`` when the caller has it already.
 
     Groups are disjoint, hold at least two rows, share a prefix at least ``MIN_GROUP_TOKENS`` longer than the
     prefix common to all rows, and leave every row at least one token of its own. Among such partitions of the
@@ -40,7 +46,7 @@ def group_prefix_lengths(rows: list[list[int]]) -> list[int]:
     if n < 2:
         return [0] * n
     base = common_prefix_length(rows)
-    order = sorted(range(n), key=lambda i: rows[i])
+    order = order if order is not None else sorted_order(rows)
     # lcp[k]: tokens shared by the k-th and (k+1)-th rows in sorted order
     lcp = [common_prefix_length([rows[order[k]], rows[order[k + 1]]]) for k in range(n - 1)]
     # Over the first j sorted rows: best[j] the most tokens saved, start[j] where the last run begins (it ends at
