@@ -61,22 +61,40 @@ def request_for(method: str) -> EditRequest:
     return EDIT if method in ("balancedit", "grace") else SECOND
 
 
+def chat_greedy(model, tok, prompt: str, n: int = 8) -> str:
+    """The answer as the evaluator's generation mode and the chat API get it: the in-process backend, chat template."""
+    from scr.llm.base import as_chat
+    from scr.llm.hf import TransformersBackend
+
+    return TransformersBackend(model, tok, batch_size=1).generate([as_chat(prompt)], max_new_tokens=n)[0]
+
+
 @pytest.mark.parametrize("method", ["memit", "alphaedit", "come", "balancedit", "grace"])
 def test_one_edit_takes_and_unrelated_prompt_kept(smol, method):
     model, tok = smol
     request = request_for(method)
     new = request.target_new.lower()
+    codebook = method in ("balancedit", "grace")
     before_unrelated = greedy(model, tok, UNRELATED)
+    before_chat_unrelated = chat_greedy(model, tok, UNRELATED)
     assert new not in greedy(model, tok, request.prompt).lower()
-    editor = make_editor(method, model, tok, **fast(method))
+    assert new not in chat_greedy(model, tok, request.prompt).lower()
+    editor = make_editor(method, model, tok, **fast(method))  # codebooks: prompt_format "both" by default
     report = editor.apply([request])
     try:
         assert report.n_edits == 1 and report.seconds_per_edit > 0
         assert new in greedy(model, tok, request.prompt).lower()
         assert greedy(model, tok, UNRELATED) == before_unrelated
+        if codebook:
+            # The chat-rendered prompt ends in the assistant header, not in the prompt's last word: a codebook
+            # keyed only on raw text never fires there (the bug this guards against).
+            assert [e["form"] for e in editor.entries] == ["raw", "chat"]
+            assert new in chat_greedy(model, tok, request.prompt).lower()
+            assert chat_greedy(model, tok, UNRELATED) == before_chat_unrelated
     finally:
         editor.restore()
     assert new not in greedy(model, tok, request.prompt).lower()
+    assert new not in chat_greedy(model, tok, request.prompt).lower()
 
 
 def test_alphaedit_update_leaves_preserved_keys_alone(smol):
@@ -121,9 +139,10 @@ def test_sequential_alphaedit_keeps_earlier_edits_at_least_as_well_as_memit(smol
     assert lost["alphaedit"] <= max(lost["memit"], 0.0) + 0.05
 
 
-def test_balancedit_radius_admits_paraphrase_and_rejects_negative(smol):
+@pytest.mark.parametrize("form", ["raw", "chat"])
+def test_balancedit_radius_admits_paraphrase_and_rejects_negative(smol, form):
     model, tok = smol
-    editor = make_editor("balancedit", model, tok, **FAST_CODEBOOK)
+    editor = make_editor("balancedit", model, tok, prompt_format=form, **FAST_CODEBOOK)
     report = editor.apply([EDIT])
     try:
         detail = report.details[0]
@@ -133,16 +152,16 @@ def test_balancedit_radius_admits_paraphrase_and_rejects_negative(smol):
         # A held-out paraphrase (not among the generated positives) falls inside the fact's radius ...
         paraphrase = "the occupation of Martín Solares is"
         assert paraphrase not in positive_prompts(EDIT)
-        assert editor.matches([EDIT.prompt, paraphrase]) == [0, 0]
+        assert editor.matches([EDIT.prompt, paraphrase], form) == [0, 0]
         # ... and negatives stay outside: a generated one, and held-out ones about other subjects/relations.
         negatives = negative_prompts(EDIT, [])
         assert "The gender of Martín Solares is" in negatives
-        assert None in editor.matches(negatives)
-        assert editor.matches(["The gender of Martín Solares is", UNRELATED, "Martín Solares was a member of"]) \
-            == [None, None, None]
+        assert None in editor.matches(negatives, form)
+        assert editor.matches(["The gender of Martín Solares is", UNRELATED, "Martín Solares was a member of"],
+                              form) == [None, None, None]
     finally:
         editor.restore()
-    assert editor.matches([EDIT.prompt]) == [None]
+    assert editor.matches([EDIT.prompt], form) == [None]
 
 
 # --- tiny random models: shapes, exact restore, save/load --------------------------------------------

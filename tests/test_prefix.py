@@ -74,3 +74,30 @@ def test_grouped_generation_equals_transformers_generate_prompt_by_prompt(smol_b
     assert backend.generate(chats, max_new_tokens=16) == expected
     # the fact is read: the in-context answers follow the facts, not the model's own knowledge
     assert "English" in expected[0] and "Sydney" in expected[3]
+
+
+def test_a_changed_model_does_not_reuse_cached_prefix_keys(tiny_llama_dir):
+    # The system prompt's keys/values are cached across calls. An edit writes the weights in place, and the edited
+    # model must answer exactly as a backend that never saw the model before the edit.
+    from scr.llm.hf import TransformersBackend
+
+    chats = [as_chat("Who wrote Hamlet?"), as_chat("What is the capital of France?")]
+    backend = TransformersBackend.load(str(tiny_llama_dir), batch_size=4)
+    before = backend.generate(chats, max_new_tokens=8)
+    assert backend._prefixes  # the shared system prompt was cached
+    weight = backend.model.model.layers[0].mlp.down_proj.weight
+    original = weight.detach().clone()
+    with torch.no_grad():
+        weight.mul_(-3.0)  # an in-place write, like an edit
+    fresh = TransformersBackend(backend.model, backend.tokenizer, batch_size=4).generate(chats, max_new_tokens=8)
+    assert fresh != before  # the change matters to the answers, so a stale cache would show
+    assert backend.generate(chats, max_new_tokens=8) == fresh
+    with torch.no_grad():
+        weight.copy_(original)  # undoing the edit is a change too
+    assert backend.generate(chats, max_new_tokens=8) == before
+    # A change the state cannot see (what an attached hook does, not whether one is attached) needs the call.
+    handle = backend.model.model.layers[0].register_forward_hook(lambda m, a, out: out)
+    assert backend.generate(chats, max_new_tokens=8) == before
+    handle.remove()
+    backend.clear_prefix_cache()
+    assert not backend._prefixes

@@ -14,6 +14,7 @@ from scr.editing.hparams import with_overrides
 from scr.editing.presets import default_hparams
 
 METHODS = ("memit", "alphaedit", "come", "come-memit", "balancedit", "grace")
+CODEBOOK_METHODS = ("balancedit", "grace")  # weights untouched: a codebook keyed on rendered prompts
 
 
 def make_editor(method: str, model, tokenizer, **overrides) -> Editor:
@@ -32,7 +33,7 @@ def make_editor(method: str, model, tokenizer, **overrides) -> Editor:
         return AlphaEditEditor(model, tokenizer, hparams)
     if method in ("come", "come-memit"):
         return (CoMEMEMITEditor if hparams.base == "memit" else CoMEAlphaEditEditor)(model, tokenizer, hparams)
-    if method in ("balancedit", "grace"):
+    if method in CODEBOOK_METHODS:
         return CodebookEditor(model, tokenizer, hparams)
     raise ValueError(f"unknown editing method '{method}'; choose from {METHODS}")
 
@@ -61,4 +62,4 @@ def load_edited(folder, device: str = "cpu", dtype: str = "float32") -> EditedMo
     return EditedModel(model, tokenizer, editor)
 
 
-__all__ = ["METHODS", "EDITING_INFO_FILE", "EditedModel", "make_editor", "load_edited"]
+__all__ = ["METHODS", "CODEBOOK_METHODS", "EDITING_INFO_FILE", "EditedModel", "make_editor", "load_edited"]

@@ -5,7 +5,10 @@ at every position whose W_out input h satisfies  min_i |h - k_i| <= e_i  the lay
 v_i of the nearest entry; elsewhere the layer is untouched.
 
 Editing one fact: k = W_out's input at the edit prompt's last token; v = W_out's output there, optimised a
-few steps so the model continues the prompt with ``target_new``.
+few steps so the model continues the prompt with ``target_new``. The same question rendered in the chat template
+has other keys (the system prompt and turn markers come first) and the answer starts after the assistant header,
+so each fact gets one entry per rendering asked for (``prompt_format``: raw, chat or both), with its own key,
+value and radius.
 
 The radius is where the two methods differ:
   * GRACE: one global radius for every entry (``global_radius``);
@@ -30,10 +33,11 @@ from scr.editing.base import Editor
 from scr.editing.hooks import StopForward, capture_inputs, frozen
 from scr.editing.hparams import CodebookHparams
 from scr.editing.presets import Architecture, detect_architecture
-from scr.editing.prompts import encode, encode_batch, pad_id, target_ids
+from scr.editing.prompts import encode, pad_id, pad_rows, target_ids
 from scr.editing.request import EditRequest
 
 CODEBOOK_FILE = "codebook.pt"
+FORMATS = ("raw", "chat", "both")
 
 # Paraphrases of an edit prompt: the same question behind a short neutral preamble.
 POSITIVE_PREFIXES = ("Question: ", "Fact: ", "Here is a fact. ", "According to Wikipedia, ",
@@ -70,6 +74,13 @@ class CodebookEditor(Editor):
         super().__init__(model, tokenizer, hparams)
         self.arch = arch or detect_architecture(model)
         self.method = "grace" if hparams.radius_rule == "global" else "balancedit"
+        if hparams.prompt_format not in FORMATS:
+            raise ValueError(f"prompt_format must be one of {', '.join(FORMATS)}, got {hparams.prompt_format!r}")
+        self.forms = ("raw", "chat") if hparams.prompt_format == "both" else (hparams.prompt_format,)
+        if "chat" in self.forms and not getattr(tokenizer, "chat_template", None):
+            if hparams.prompt_format == "chat":
+                raise ValueError("prompt_format 'chat': the tokenizer has no chat template")
+            self.forms = ("raw",)
         self.module = self.arch.mlp_out(model, hparams.layer)
         d_in = self.arch.key_dim(model, hparams.layer)
         d_out = self.arch.weight(model, hparams.layer).shape[0]
@@ -77,7 +88,7 @@ class CodebookEditor(Editor):
         self.keys = torch.empty(0, d_in, dtype=param.dtype, device=param.device)
         self.values = torch.empty(0, d_out, dtype=param.dtype, device=param.device)
         self.radii = torch.empty(0, dtype=torch.float32, device=param.device)
-        self.entries: list[dict] = []  # per entry: prompt, subject, target_new (what it was made from)
+        self.entries: list[dict] = []  # per entry: prompt, subject, target_new, form (what it was made from)
         self._forced: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (rows, cols, value)
         self._handle = None
 
@@ -107,40 +118,70 @@ class CodebookEditor(Editor):
             self._handle.remove()
             self._handle = None
 
+    # --- rendering ----------------------------------------------------------------------------------
+    def prompt_ids(self, prompt: str, form: str = "raw") -> tuple[list[int], int]:
+        """The prompt's tokens as the model sees it, and the position of its key: the prompt's last token.
+
+        raw: the text itself. chat: a user turn of the chat template (the same tokens as the in-process backend's
+        ``generate`` for ``as_chat(prompt)``), keyed at the question's own last token, not at the assistant header
+        that ends the rendering: the header's key is nearly the same for every question, so no radius could tell
+        an edited question from an unrelated one there."""
+        tok = self.tokenizer
+        if form == "raw":
+            ids = encode(tok, prompt)
+            return ids, len(ids) - 1
+        text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                       add_generation_prompt=True)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        end = text.rfind(prompt)
+        if end < 0:  # a template that rewrites the content: fall back to the rendering's last token
+            return ids, len(ids) - 1
+        # The template's end-of-turn marker follows the content, so the prefix tokenises as in the whole text.
+        return ids, len(tok(text[: end + len(prompt)], add_special_tokens=False)["input_ids"]) - 1
+
+    def answer_ids(self, target: str, form: str = "raw") -> list[int]:
+        """The target's tokens as they follow the prompt: after a space in raw text, at the start of the turn."""
+        if form == "raw":
+            return target_ids(self.tokenizer, target)
+        return self.tokenizer(target.strip(), add_special_tokens=False)["input_ids"]
+
     # --- measuring -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def last_token_keys(self, prompts: list[str]) -> torch.Tensor:
-        """W_out's input at each prompt's last token, [n, d_in] (the forward stops at the layer)."""
-        ids, mask, lengths = encode_batch(self.tokenizer, prompts, self.keys.device)
+    def prompt_keys(self, prompts: list[str], form: str = "raw") -> torch.Tensor:
+        """W_out's input at each prompt's key position, [n, d_in] (the forward stops at the layer)."""
+        rendered = [self.prompt_ids(p, form) for p in prompts]
+        ids, mask, _ = pad_rows(self.tokenizer, [r for r, _ in rendered], self.keys.device)
         store: dict = {}
         with capture_inputs({"k": self.module}, store, stop_at=self.module):
             try:
                 self.model(input_ids=ids, attention_mask=mask)
             except StopForward:
                 pass
-        return store["k"][torch.arange(len(prompts)), torch.tensor(lengths) - 1]
+        return store["k"][torch.arange(len(prompts)), torch.tensor([k for _, k in rendered])]
 
     def distances(self, prompts: list[str], entry: int) -> torch.Tensor:
-        """Distance of each prompt's last-token key to codebook entry ``entry``."""
-        return (self.last_token_keys(prompts).float() - self.keys[entry].float()).norm(dim=-1)
+        """Distance of each prompt's last-token key (in the entry's rendering) to codebook entry ``entry``."""
+        keys = self.prompt_keys(prompts, self.entries[entry].get("form", "raw"))
+        return (keys.float() - self.keys[entry].float()).norm(dim=-1)
 
-    def matches(self, prompts: list[str]) -> list[int | None]:
+    def matches(self, prompts: list[str], form: str = "raw") -> list[int | None]:
         """The entry each prompt's last token falls into, or None."""
         if len(self.keys) == 0:
             return [None] * len(prompts)
-        dist = torch.cdist(self.last_token_keys(prompts).float(), self.keys.float())
+        dist = torch.cdist(self.prompt_keys(prompts, form).float(), self.keys.float())
         d, nearest = dist.min(dim=1)
         return [int(n) if d_ <= self.radii[n] else None for d_, n in zip(d.tolist(), nearest.tolist())]
 
     # --- editing -------------------------------------------------------------------------------------
-    def _train_value(self, prompts: list[str], target: str) -> tuple[torch.Tensor, float, int]:
-        """v written at each prompt's last token, fitted so that ``target`` follows (teacher forcing)."""
+    def _train_value(self, prompts: list[str], target: str, form: str) -> tuple[torch.Tensor, float, int]:
+        """v written at each prompt's key position, fitted so that ``target`` follows the prompt (teacher forcing)."""
         tok, device = self.tokenizer, self.keys.device
-        answer = target_ids(tok, target)
-        rows, ends = [], []
+        answer = self.answer_ids(target, form)
+        rows, ends, key_cols = [], [], []
         for p in prompts:
-            ids = encode(tok, p)
-            ends.append(len(ids) - 1)
+            ids, key_col = self.prompt_ids(p, form)
+            ends.append(len(ids) - 1)  # logits at ends + j predict answer[j]
+            key_cols.append(key_col)
             rows.append(ids + answer[:-1])
         width = max(len(r) for r in rows)
         input_ids = torch.full((len(rows), width), pad_id(tok), dtype=torch.long)
@@ -164,11 +205,11 @@ class CodebookEditor(Editor):
                 self.model.base_model(input_ids=input_ids[:1], attention_mask=mask[:1])
             finally:
                 handle.remove()
-        value = store["y"][0, ends[0]].clone().float().requires_grad_(True)
+        value = store["y"][0, key_cols[0]].clone().float().requires_grad_(True)
         optimizer = torch.optim.Adam([value], lr=self.hparams.value_lr)
         base, head = self.model.base_model, self.model.get_output_embeddings()
         loss_value, step = float("inf"), 0
-        self._forced = (torch.arange(len(rows), device=device), torch.tensor(ends, device=device), value)
+        self._forced = (torch.arange(len(rows), device=device), torch.tensor(key_cols, device=device), value)
         try:
             with frozen(self.model):
                 for step in range(1, self.hparams.value_steps + 1):
@@ -185,23 +226,23 @@ class CodebookEditor(Editor):
             self._forced = None
         return value.detach(), loss_value, step
 
-    def _radius(self, key: torch.Tensor, request: EditRequest, positives: list[str]) -> tuple[float, dict]:
+    def _radius(self, key: torch.Tensor, request: EditRequest, positives: list[str], form: str) -> tuple[float, dict]:
         if self.hparams.radius_rule == "global":
             return self.hparams.global_radius, {}
-        others = [e["subject"] for e in self.entries]
+        others = list(dict.fromkeys(e["subject"] for e in self.entries))
         negatives = negative_prompts(request, others)
-        pos = (self.last_token_keys(positives).float() - key.float()).norm(dim=-1)
-        neg = (self.last_token_keys(negatives).float() - key.float()).norm(dim=-1)
+        pos = (self.prompt_keys(positives, form).float() - key.float()).norm(dim=-1)
+        neg = (self.prompt_keys(negatives, form).float() - key.float()).norm(dim=-1)
         pos_max, neg_min = pos.max().item(), neg.min().item()
         radius = pos_max + self.hparams.balance * (neg_min - pos_max)
         return radius, {"pos_max": pos_max, "neg_min": neg_min}
 
-    def _add(self, request: EditRequest) -> dict:
-        key = self.last_token_keys([request.prompt])[0]
+    def _add(self, request: EditRequest, form: str) -> dict:
+        key = self.prompt_keys([request.prompt], form)[0]
         positives = positive_prompts(request)
         train_prompts = [request.prompt] + (positives if self.hparams.train_on_positives else [])
-        value, loss, steps = self._train_value(train_prompts, request.target_new)
-        radius, info = self._radius(key, request, positives)
+        value, loss, steps = self._train_value(train_prompts, request.target_new, form)
+        radius, info = self._radius(key, request, positives, form)
         # GRACE's split: an entry with another answer whose region overlaps ours -> both shrink to d/2.
         if len(self.keys):
             dist = (self.keys.float() - key.float()).norm(dim=-1)
@@ -212,12 +253,19 @@ class CodebookEditor(Editor):
         self.keys = torch.cat([self.keys, key[None].to(self.keys.dtype)])
         self.values = torch.cat([self.values, value[None].to(self.values.dtype)])
         self.radii = torch.cat([self.radii, torch.tensor([radius], device=self.radii.device)])
-        self.entries.append({"prompt": request.prompt, "subject": request.subject, "target_new": request.target_new})
-        return {"loss": loss, "steps": steps, "radius": radius, **info}
+        self.entries.append({"prompt": request.prompt, "subject": request.subject, "target_new": request.target_new,
+                             "form": form})
+        return {"form": form, "loss": loss, "steps": steps, "radius": radius, **info}
 
     def _apply(self, requests: list[EditRequest]) -> list[dict]:
         self.attach()
-        return [self._add(r) for r in requests]  # one entry per fact; later radii see earlier keys
+        # One entry per fact and rendering; later radii see earlier keys. The details keep one dict per fact
+        # (the evaluator counts edits by them), with each form's figures.
+        details = []
+        for r in requests:
+            per_form = [self._add(r, form) for form in self.forms]
+            details.append(per_form[0] if len(per_form) == 1 else {"forms": per_form})
+        return details
 
     def _restore(self) -> None:
         self.detach()

@@ -76,6 +76,10 @@ class CodebookHparams:
     value_lr: float = 1.0
     value_loss_stop: float = 1e-2
     train_on_positives: bool = True  # also fit the value on the generated paraphrases
+    # How the keyed prompts are rendered: "raw" text (completion, teacher forcing), "chat" (the question as a user
+    # turn of the model's chat template, as chat APIs and the evaluator's generation mode ask it), or "both" (one
+    # entry per fact and form). A key is read at the prompt's last token, so a raw key never matches a chat prompt.
+    prompt_format: str = "both"
 
 
 HPARAM_CLASSES = {

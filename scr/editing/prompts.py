@@ -20,7 +20,11 @@ def encode(tok, text: str) -> list[int]:
 
 def encode_batch(tok, texts: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Right-padded (input_ids, attention_mask, lengths); right padding keeps Llama's default positions right."""
-    rows = [encode(tok, t) for t in texts]
+    return pad_rows(tok, [encode(tok, t) for t in texts], device)
+
+
+def pad_rows(tok, rows: list[list[int]], device=None) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Token rows right-padded into (input_ids, attention_mask, lengths)."""
     lengths = [len(r) for r in rows]
     width = max(lengths)
     ids = torch.full((len(rows), width), pad_id(tok), dtype=torch.long)

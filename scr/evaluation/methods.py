@@ -230,12 +230,18 @@ class EditingMethod(Method):
     shares_base_model = False
 
     def __init__(self, method: str, settings, edit_batch_size: int | None = None, overrides: dict | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, prompt_format: str = "chat"):
         self.method = method
         self.name = method
         self.settings = settings
         self.edit_batch_size = edit_batch_size
         self.overrides = dict(overrides or {})
+        from scr.editing.api import CODEBOOK_METHODS
+
+        if method in CODEBOOK_METHODS:
+            # A codebook keys the prompt as the evaluation will render it (chat for generated answers, raw text
+            # for teacher forcing and log-likelihood scoring); one rendering costs half of keying both.
+            self.overrides.setdefault("prompt_format", prompt_format)
         self.log = log  # progress of long edit streams (one line per edit batch), when given
         self._editor = None
         self._backend = None
@@ -256,6 +262,7 @@ class EditingMethod(Method):
     def reset(self):
         if self._editor is not None and self._editor.n_edits:
             self._editor.restore()
+            self._backend.clear_prefix_cache()
 
     def apply(self, cases):
         editor = self._load()
@@ -267,6 +274,7 @@ class EditingMethod(Method):
             if self.log and len(requests) > size:
                 done = min(start + size, len(requests))
                 self.log(f"  {self.name}: {done}/{len(requests)} edits applied ({seconds:.0f} s)")
+        self._backend.clear_prefix_cache()  # the edited model must not reuse the earlier model's prefix keys
         return {"edits": len(requests), "edit_seconds": seconds, "seconds_per_edit": seconds / max(len(requests), 1)}
 
     def answer(self, queries, max_new_tokens):
@@ -287,8 +295,10 @@ class EditingMethod(Method):
 
 def make_method(name: str, settings, backend, embedder_factory, workdir: Path | None = None,
                 edit_batch_size: int | None = None, editing: dict | None = None,
-                log: Callable[[str], None] | None = None) -> Method:
-    """The method called ``name``; methods that leave the weights alone share ``backend`` (the memo)."""
+                log: Callable[[str], None] | None = None, prompt_format: str = "chat") -> Method:
+    """The method called ``name``; methods that leave the weights alone share ``backend`` (the memo).
+    ``prompt_format``: how the evaluation renders prompts for an edited model ("chat": generated answers; "raw":
+    teacher forcing and log-likelihood scoring), which a codebook method needs to know to key them."""
     kind, detail = kind_of(name)
     if kind == "base":
         m: Method = BaseMethod(backend)
@@ -297,7 +307,7 @@ def make_method(name: str, settings, backend, embedder_factory, workdir: Path | 
     elif kind == "scr":
         m = SCRMethod(settings, backend, embedder_factory, scope_mode=detail, workdir=workdir)
     else:
-        m = EditingMethod(detail, settings, edit_batch_size, editing, log)
+        m = EditingMethod(detail, settings, edit_batch_size, editing, log, prompt_format)
     m.name = name
     return m
 

@@ -31,6 +31,10 @@ from scr.evaluation.data import file_digest, load_cases, resolve_data
 from scr.evaluation.methods import Method, Query, make_method, method_names_valid
 from scr.evaluation.runner import PeakMemory, Records, _hash, memo_backend, method_slug
 
+# Every benchmark here is scored by log-likelihood on raw text (lm-evaluation-harness style), so a codebook method
+# keys raw prompts.
+RENDERING = "raw"
+
 Log = Callable[[str], None]
 
 
@@ -168,7 +172,7 @@ class RetentionRunner:
             for name in self.config.methods:
                 method = make_method(name, self.settings, self.memo, self.embedder, workdir=self.out / "tmp",
                                      edit_batch_size=self.config.edit_batch_size, editing=self.config.editing,
-                                     log=self.log)
+                                     log=self.log, prompt_format=RENDERING)
                 try:
                     self._run_method(method)
                 finally:

@@ -19,9 +19,10 @@ def build(runner) -> dict:
             continue
         # Rows of other configurations (older runs in the same folder) are ignored: only this hash counts.
         from scr.evaluation.methods import make_method
+        from scr.evaluation.retention import RENDERING
 
         method = make_method(name, s, runner.memo, runner.embedder, workdir=runner.out / "tmp",
-                             edit_batch_size=c.edit_batch_size, editing=c.editing)
+                             edit_batch_size=c.edit_batch_size, editing=c.editing, prompt_format=RENDERING)
         h = runner._hash(method)
         stages = {}
         for n in runner.stages(name):

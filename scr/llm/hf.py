@@ -34,6 +34,7 @@ class TransformersBackend:
         # One forward pass at a time: torch on CPU is not faster with concurrent calls, and the API is threaded.
         self._lock = threading.Lock()
         self._prefixes: dict[tuple[int, ...], list] = {}
+        self._prefixes_state = self._model_state()
 
     @classmethod
     def from_settings(cls, settings) -> "TransformersBackend":
@@ -111,8 +112,26 @@ class TransformersBackend:
         if window:
             yield window
 
+    def _model_state(self) -> tuple[int, int]:
+        """Changes when the model does: in-place writes to any weight (an edit, its undo) bump the tensors' version
+        counters; attaching or removing a forward hook (a codebook adapter) changes the hook count."""
+        versions = sum(p._version for p in self.model.parameters())
+        hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in self.model.modules())
+        return versions, hooks
+
+    def clear_prefix_cache(self) -> None:
+        """Forget cached prefix keys/values. Call after changing the model in a way ``_model_state`` cannot see
+        (new entries in an attached codebook); weight edits are noticed by themselves."""
+        self._prefixes.clear()
+        self._prefixes_state = self._model_state()
+
     def _prefix_cache(self, prefix: list[int]):
-        """Key/value tensors of a token prefix, computed once per prefix (the chat system prompt) and reused."""
+        """Key/value tensors of a token prefix, computed once per prefix (the chat system prompt) and reused
+        while the model stays the same (an edited model must not reuse keys/values of the model before)."""
+        state = self._model_state()
+        if state != self._prefixes_state:
+            self._prefixes.clear()
+            self._prefixes_state = state
         key = tuple(prefix)
         cached = self._prefixes.get(key)
         if cached is None:
