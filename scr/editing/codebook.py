@@ -33,7 +33,7 @@ from scr.editing.base import Editor
 from scr.editing.hooks import StopForward, capture_inputs, frozen
 from scr.editing.hparams import CodebookHparams
 from scr.editing.presets import Architecture, detect_architecture
-from scr.editing.prompts import encode, pad_id, pad_rows, target_ids
+from scr.editing.prompts import encode, pad_rows, target_ids
 from scr.editing.request import EditRequest
 
 CODEBOOK_FILE = "codebook.pt"
@@ -183,13 +183,7 @@ class CodebookEditor(Editor):
             ends.append(len(ids) - 1)  # logits at ends + j predict answer[j]
             key_cols.append(key_col)
             rows.append(ids + answer[:-1])
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), pad_id(tok), dtype=torch.long)
-        mask = torch.zeros_like(input_ids)
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)] = torch.tensor(r)
-            mask[i, : len(r)] = 1
-        input_ids, mask = input_ids.to(device), mask.to(device)
+        input_ids, mask, _ = pad_rows(tok, rows, device)
         score_rows = torch.tensor([i for i in range(len(rows)) for _ in answer], device=device)
         score_cols = torch.tensor([e + j for e in ends for j in range(len(answer))], device=device)
         labels = torch.tensor(answer * len(rows), device=device)

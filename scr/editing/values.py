@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from scr.editing.hooks import frozen, rewrite_output
 from scr.editing.hparams import LocateEditHparams
 from scr.editing.presets import Architecture
-from scr.editing.prompts import encode, pad_id, subject_texts, target_ids
+from scr.editing.prompts import encode, pad_rows, subject_texts, target_ids
 from scr.editing.request import EditRequest
 
 
@@ -46,13 +46,7 @@ def optimise_delta(model, tok, arch: Architecture, hp: LocateEditHparams, reques
         rows.append(ids + answer[:-1])
     kl_ids = encode(tok, kl_prompt[0])
     rows.append(kl_ids)
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_id(tok), dtype=torch.long)
-    mask = torch.zeros_like(input_ids)
-    for i, r in enumerate(rows):
-        input_ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-    input_ids, mask = input_ids.to(device), mask.to(device)
+    input_ids, mask, _ = pad_rows(tok, rows, device)
 
     n_rewrite = len(prompts)
     edit_rows = torch.arange(len(rows), device=device)

@@ -261,8 +261,7 @@ class EditingMethod(Method):
 
     def reset(self):
         if self._editor is not None and self._editor.n_edits:
-            self._editor.restore()
-            self._backend.clear_prefix_cache()
+            self._editor.restore()  # the backend notices the undo itself (weights written, codebook hook removed)
 
     def apply(self, cases):
         editor = self._load()
