@@ -122,6 +122,14 @@ def test_rerun_resumes_without_work(zsre_run):
     assert "nothing to run" in result.output and "loading" not in result.output
     assert (out / "records/scr.jsonl").read_text() == before
 
+    # Finishing a run one method at a time must not drop the other methods' rows from the rebuilt report.
+    only_base = list(args)
+    only_base[only_base.index("--methods") + 1] = "base"
+    result = CliRunner().invoke(app, only_base)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["methods"]) == ["base", "context-oracle", "scr"]
+
 
 def test_teacher_forced_matches_backend(tmp_path, smol_backend):
     from scr.evaluation import EvalConfig

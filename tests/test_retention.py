@@ -143,6 +143,13 @@ def test_runner_end_to_end_scr_injects_facts_into_matching_contexts_and_resumes(
     assert not any('"type": "score"' in after[k][len(v):] for k, v in lines.items())  # nothing scored again
     assert any("scr N=2: done" in m for m in logs)
 
+    # A run restricted to one method and shorter N (how a long run is finished method by method) rebuilds a
+    # report that still holds every method's recorded stages.
+    narrow = config.model_copy(update={"methods": ["base"], "n": [0, 1]})
+    rebuilt = RetentionRunner(narrow, Settings(), log=logs.append, backend=smol_backend, embedder=embedder).run()
+    assert set(rebuilt["methods"]) == {"base", "scr"} and set(rebuilt["methods"]["scr"]["stages"]) == {"1", "2"}
+    assert rebuilt["run"]["n"] == [0, 1, 2] and "| scr | " in (out / "report.md").read_text()
+
 
 def test_n_beyond_the_stream_is_refused(tmp_path, smol_backend, embedder):
     config = make_retention_config(updates=str(resolve_data("counterfact/counterfact_train.json")), stream=5,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from scr.evaluation.docter import aggregate, parse_method
 from scr.evaluation.report import host_info, save_report
+from scr.evaluation.runner import reported_methods
 
 # (key in the aggregate, column title, shown as a percentage)
 COLUMNS = [("edit_success", "edit success", True), ("efficacy", "query", True), ("paraphrase", "paraphrases", True),
@@ -19,7 +20,7 @@ PLOTTED = ["edit_success", "paraphrase", "locality_unchanged", "locality_origina
 def build(runner) -> dict:
     c, s = runner.config, runner.settings
     methods, rows_of = {}, {}
-    for name in c.methods:
+    for name in reported_methods(runner.out / "records", c.methods, parse_method):
         records = runner.records(name)
         if not records.rows:
             continue

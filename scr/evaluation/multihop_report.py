@@ -10,6 +10,7 @@ from pathlib import Path
 
 from scr.evaluation.methods import kind_of, make_method
 from scr.evaluation.report import host_info, save_report
+from scr.evaluation.runner import reported_methods
 
 # (key, label) of the headline metrics, in table order.
 HEADLINE = (("multihop", "multi-hop acc"), ("multihop_word", "multi-hop, whole word"),
@@ -85,7 +86,7 @@ def build_report(ev) -> dict:
     sessions = [json.loads(l) for l in sessions_path.read_text().splitlines() if l.strip()] \
         if sessions_path.exists() else []
     methods = {}
-    for name in c.methods:
+    for name in reported_methods(ev.out / "records", c.methods, kind_of):
         summary = method_summary(ev, name)
         if summary is not None:
             methods[name] = summary
@@ -93,7 +94,7 @@ def build_report(ev) -> dict:
         "title": c.title,
         "run": {
             "command": ev.command, "commands_all_sessions": sorted({x["command"] for x in sessions}),
-            "methods": c.methods,
+            "methods": list(methods),
             "data": c.data, "data_sha256": ev.data_sha256, "cases": len(ev.cases), "cases_in_file": len(ev.all_cases),
             "limit": c.limit, "questions_per_case": sorted({len(x.questions) for x in ev.cases}),
             "edits_per_case": sorted({len(x.edits) for x in ev.cases}),

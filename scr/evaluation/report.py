@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Callable
 
 from scr.evaluation.metrics import MAIN, aggregate, case_scores, scope_metrics
-from scr.evaluation.runner import Records, in_grouping, method_slug
+from scr.evaluation.methods import kind_of
+from scr.evaluation.runner import Records, in_grouping, method_slug, reported_methods
 
 HEADLINE = ("reliability", "generalization", "locality", "portability", "average", "scope_accuracy")
 
@@ -79,7 +80,7 @@ def build_report(ctx, evaluator) -> dict:
     sessions = [json.loads(l) for l in sessions_path.read_text().splitlines() if l.strip()] \
         if sessions_path.exists() else []
     methods = {}
-    for name in c.methods:
+    for name in reported_methods(ctx.out / "records", c.methods, kind_of):
         summary = _method_summary(ctx, evaluator, name)
         if summary is not None:
             methods[name] = summary

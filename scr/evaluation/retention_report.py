@@ -8,24 +8,27 @@ from pathlib import Path
 
 from scr.evaluation import general
 from scr.evaluation.report import host_info, save_report
+from scr.evaluation.runner import reported_methods
 
 
 def build(runner) -> dict:
     c, s = runner.config, runner.settings
+    from scr.evaluation.methods import kind_of, make_method
+    from scr.evaluation.retention import RENDERING
+
     methods = {}
-    for name in c.methods:
+    for name in reported_methods(runner.out / "records", c.methods, kind_of):
         records = runner.records(name)
         if not records.rows:
             continue
         # Rows of other configurations (older runs in the same folder) are ignored: only this hash counts.
-        from scr.evaluation.methods import make_method
-        from scr.evaluation.retention import RENDERING
-
         method = make_method(name, s, runner.memo, runner.embedder, workdir=runner.out / "tmp",
                              edit_batch_size=c.edit_batch_size, editing=c.editing, prompt_format=RENDERING)
         h = runner._hash(method)
         stages = {}
-        for n in runner.stages(name):
+        # Stages a run with a shorter --n list left out still belong in the report.
+        recorded = {r["n"] for r in records.rows if r.get("h") == h and r.get("type") == "score"}
+        for n in sorted(set(runner.stages(name)) | recorded):
             scores = {r["benchmark"]: r for r in records.select(h, "score", n)}
             applied = [r for r in records.select(h, "apply", n)]
             peak = [r["peak_rss_mb"] for r in records.select(h, "mem", n)]
@@ -53,7 +56,8 @@ def build(runner) -> dict:
     return {
         "title": c.title or "General-ability retention after N updates",
         "run": {"command": runner.command, "commands_all_sessions": sorted({x["command"] for x in sessions}),
-                "updates": str(c.updates), "n": c.n, "llm": s.llm, "embedder": s.embedder, "backend": s.backend,
+                "updates": str(c.updates),
+                "n": sorted(set(c.n) | {int(n) for m in methods.values() for n in m["stages"]}), "llm": s.llm, "embedder": s.embedder, "backend": s.backend,
                 "dtype": s.dtype, "scope_mode": s.scope_mode, "seed": c.seed, "edit_batch_size": c.edit_batch_size,
                 "sessions": len(sessions), "sessions_wall_s": round(sum(x["seconds"] for x in sessions), 1),
                 "host": host_info(),

@@ -152,6 +152,25 @@ def method_slug(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
+def reported_methods(records_dir: Path, configured: list[str], valid: Callable[[str], object]) -> list[str]:
+    """The methods a report covers: the configured ones, then every other method with records in the folder.
+
+    A run restricted with ``--methods`` (say, the one method still to finish) must not drop the rows the other
+    methods already wrote from the rebuilt report. Record files are named by method; names that are not valid
+    methods (``_sessions``, stray files) are skipped."""
+    names = list(configured)
+    slugs = {method_slug(n) for n in names}
+    for path in sorted(records_dir.glob("*.jsonl")) if records_dir.is_dir() else []:
+        if path.stem.startswith("_") or path.stem in slugs:
+            continue
+        try:
+            valid(path.stem)
+        except ValueError:
+            continue
+        names.append(path.stem)
+    return names
+
+
 @dataclass
 class RunContext:
     config: EvalConfig
