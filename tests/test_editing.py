@@ -209,6 +209,19 @@ def test_tiny_models_edit_restore_save_load(smol, tmp_path, kind, method):
     torch.testing.assert_close(logits_loaded, logits_edited, rtol=1e-4, atol=1e-4)
     assert (loaded.editor is not None) == (method in ("balancedit", "grace"))
 
+    # A checkpoint (state) loaded into a fresh editor on the unedited model reproduces the edited model exactly.
+    state = editor.state()
+    editor.restore()
+    resumed = make_editor(method, model, tok, **overrides)
+    resumed.load_state(state)
+    assert resumed.n_edits == 3
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=prompt_ids).logits, logits_edited)
+    resumed.restore()
+    other = ("grace", dict(value_steps=3, layer=2)) if method != "grace" else ("memit", TINY_LOCATE)
+    with pytest.raises(ValueError, match="cannot be loaded"):
+        make_editor(other[0], model, tok, **other[1]).load_state(state)
+
     editor.restore()
     for name, value in model.state_dict().items():
         assert torch.equal(value, original[name]), name
@@ -271,3 +284,43 @@ def test_evaluator_edit_streams_log_their_progress(tiny_llama_dir):
     details = method.apply(cases)
     assert details["edits"] == 2
     assert [line.split(" (")[0] for line in lines] == ["  grace: 1/2 edits applied", "  grace: 2/2 edits applied"]
+
+
+def test_evaluator_edit_streams_resume_from_their_checkpoint(tiny_llama_dir, tmp_path):
+    """An interrupted stream of edits resumes in a new process from the last saved batch, with the same result."""
+    from scr.config import Settings
+    from scr.evaluation.data import Case
+    from scr.evaluation.methods import make_method
+
+    settings = Settings(llm=str(tiny_llama_dir))
+    cases = [Case(case_id=str(i), index=i, prompt=f"The capital of Land{i} is", target_new=f"City{i}",
+                  subject=f"Land{i}") for i in range(4)]
+
+    def alphaedit(workdir, lines=None, batch=1):
+        return make_method("alphaedit", settings, None, None, workdir=workdir, edit_batch_size=batch,
+                           editing=TINY_LOCATE, log=(lines.append if lines is not None else None))
+
+    first = alphaedit(tmp_path)
+    first.apply(cases[:3])  # then the process "dies"
+    lines: list[str] = []
+    resumed = alphaedit(tmp_path, lines)
+    details = resumed.apply(cases)
+    assert details["edits"] == 4 and details["loaded_from_checkpoint"] == 3
+    assert lines[0].startswith("  alphaedit: 3/4 edits loaded from") and lines[1:] == [lines[1]] and "4/4" in lines[1]
+    assert resumed._editor.n_edits == 4
+
+    fresh = alphaedit(None)  # no checkpoint: the whole stream in this process
+    fresh.apply(cases)
+    for layer in fresh._editor.layers:
+        torch.testing.assert_close(resumed._editor.weight_delta(layer), fresh._editor.weight_delta(layer))
+        torch.testing.assert_close(resumed._editor.cache_c[layer], fresh._editor.cache_c[layer])
+
+    # A shorter stream uses no checkpoint of a longer one, and never overwrites it; its continuation does use it.
+    saved = lambda: len(torch.load(tmp_path / "alphaedit-edits.pt", weights_only=True)["stream"])
+    again = alphaedit(tmp_path)
+    assert "loaded_from_checkpoint" not in again.apply(cases[:2]) and saved() == 4
+    assert again.apply(cases[2:])["loaded_from_checkpoint"] == 2
+    # Another order of the same requests, or another configuration (edit batch size), loads nothing.
+    assert "loaded_from_checkpoint" not in alphaedit(tmp_path).apply([cases[1], cases[0], cases[2], cases[3]])
+    alphaedit(tmp_path).apply(cases)  # the file holds the whole stream again
+    assert saved() == 4 and "loaded_from_checkpoint" not in alphaedit(tmp_path, batch=2).apply(cases)

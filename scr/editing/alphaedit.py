@@ -62,3 +62,10 @@ class AlphaEditEditor(LocateThenEditEditor):
     def _restore(self) -> None:
         super()._restore()
         self.cache_c.clear()
+
+    def _state(self) -> dict:
+        return {**super()._state(), "cache_c": dict(self.cache_c)}
+
+    def _load_state(self, state: dict) -> None:
+        super()._load_state(state)
+        self.cache_c = dict(state["cache_c"])

@@ -67,6 +67,26 @@ class Editor(ABC):
     def _restore(self) -> None:
         ...
 
+    # --- checkpoints: what apply() changed, to resume a long edit stream in another process ----------------
+    def state(self) -> dict:
+        """Every change since the last restore(), as tensors and plain values (``torch.save``-able)."""
+        reports = json.dumps([dataclasses.asdict(r) for r in self.reports], default=float)
+        return {"method": self.method, "reports": reports, **self._state()}
+
+    def load_state(self, state: dict) -> None:
+        """Undo our edits, then re-apply the changes ``state()`` captured (same method, same base model)."""
+        if state.get("method") != self.method:
+            raise ValueError(f"a {state.get('method')!r} checkpoint cannot be loaded into a {self.method!r} editor")
+        self.restore()
+        self._load_state(state)
+        self.reports = [EditReport(**r) for r in json.loads(state["reports"])]
+
+    def _state(self) -> dict:
+        raise NotImplementedError(f"{type(self).__name__} has no checkpoints")
+
+    def _load_state(self, state: dict) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no checkpoints")
+
     def info(self) -> dict:
         return {"method": self.method, "n_edits": self.n_edits, "hparams": dataclasses.asdict(self.hparams)}
 

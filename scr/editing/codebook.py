@@ -278,8 +278,17 @@ class CodebookEditor(Editor):
                     "values": self.values.cpu(), "radii": self.radii.cpu(), "entries": self.entries},
                    out / CODEBOOK_FILE)
 
+    def _state(self) -> dict:
+        return {"keys": self.keys.cpu(), "values": self.values.cpu(), "radii": self.radii.cpu(),
+                "entries": json.dumps(self.entries)}
+
+    def _load_state(self, state: dict) -> None:
+        self._set_codebook({**state, "entries": json.loads(state["entries"])})
+
     def load_codebook(self, path: Path) -> None:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        self._set_codebook(torch.load(path, map_location="cpu", weights_only=True))
+
+    def _set_codebook(self, saved: dict) -> None:
         device = self.keys.device
         self.keys = saved["keys"].to(device, self.keys.dtype)
         self.values = saved["values"].to(device, self.values.dtype)

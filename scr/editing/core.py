@@ -98,6 +98,18 @@ class LocateThenEditEditor(Editor):
                 self.arch.weight(self.model, layer).copy_(original)
         self._originals.clear()
 
+    def _state(self) -> dict:
+        # The edited weights themselves, not their difference: reloading them is exact.
+        return {"weights": {layer: self.arch.weight(self.model, layer).detach().cpu().clone()
+                            for layer in self._originals}}
+
+    def _load_state(self, state: dict) -> None:
+        with torch.no_grad():
+            for layer, edited in state["weights"].items():
+                weight = self.arch.weight(self.model, layer)
+                self._originals[layer] = weight.detach().clone()
+                weight.copy_(edited.to(weight.device, weight.dtype))
+
     def weight_delta(self, layer: int) -> torch.Tensor:
         """W_out(layer) now minus before our first edit ([out, in]; zeros if never edited)."""
         weight = self.arch.weight(self.model, layer).detach()

@@ -270,7 +270,7 @@ class DocterRunner:
             method = DocumentSCR(self.settings, self.memo, self.embedder, spec.source, name, self.out / "tmp")
         else:
             method = EditingMethod(spec.editor, self.settings, self.config.edit_batch_size, self.config.editing,
-                                   self.log)
+                                   self.log, workdir=self.out / "tmp")
         method.name = name
         return method
 

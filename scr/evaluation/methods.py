@@ -20,6 +20,7 @@ is in context.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
@@ -230,7 +231,8 @@ class EditingMethod(Method):
     shares_base_model = False
 
     def __init__(self, method: str, settings, edit_batch_size: int | None = None, overrides: dict | None = None,
-                 log: Callable[[str], None] | None = None, prompt_format: str = "chat"):
+                 log: Callable[[str], None] | None = None, prompt_format: str = "chat",
+                 workdir: Path | None = None):
         self.method = method
         self.name = method
         self.settings = settings
@@ -243,8 +245,11 @@ class EditingMethod(Method):
             # for teacher forcing and log-likelihood scoring); one rendering costs half of keying both.
             self.overrides.setdefault("prompt_format", prompt_format)
         self.log = log  # progress of long edit streams (one line per edit batch), when given
+        self.workdir = workdir  # where the edit stream is checkpointed after each batch (None: not at all)
         self._editor = None
         self._backend = None
+        self._stream: list[str] = []  # the requests applied since the last reset, in order
+        self._checkpoint = None
 
     def _load(self):
         if self._editor is None:
@@ -262,19 +267,49 @@ class EditingMethod(Method):
     def reset(self):
         if self._editor is not None and self._editor.n_edits:
             self._editor.restore()  # the backend notices the undo itself (weights written, codebook hook removed)
+        self._stream = []
+
+    def checkpoint(self):
+        """The edit-stream checkpoint in ``workdir``, keyed by the model and this method's configuration."""
+        if self._checkpoint is None and self.workdir is not None:
+            from scr.editing.checkpoint import EditCheckpoint
+
+            s = self.settings
+            key = json.dumps({"llm": s.llm, "dtype": s.dtype, "method": self.info()}, sort_keys=True, default=str)
+            self._checkpoint = EditCheckpoint(Path(self.workdir) / f"{self.name}-edits.pt", key)
+        return self._checkpoint
 
     def apply(self, cases):
+        from scr.editing.checkpoint import request_key
+
         editor = self._load()
         requests = [c.edit_request() for c in cases]
-        size = self.edit_batch_size or len(requests) or 1
+        keys = [request_key(r) for r in requests]
+        checkpoint = self.checkpoint()
+        # An earlier process may have applied (part of) this stream already: load its state, skip its edits.
+        skipped = checkpoint.covers(self._stream, keys) if checkpoint else 0
         seconds = 0.0
-        for start in range(0, len(requests), size):
+        if skipped:
+            before = sum(r.seconds for r in editor.reports)
+            checkpoint.load_into(editor, len(self._stream) + skipped)
+            seconds = loaded_seconds = sum(r.seconds for r in editor.reports) - before  # their cost when made
+            self._stream += keys[:skipped]
+            if self.log:
+                self.log(f"  {self.name}: {skipped}/{len(requests)} edits loaded from {checkpoint.path}")
+        size = self.edit_batch_size or len(requests) or 1
+        for start in range(skipped, len(requests), size):
             seconds += editor.apply(requests[start : start + size]).seconds
+            self._stream += keys[start : start + size]
+            if checkpoint:
+                checkpoint.save(self._stream, editor)
             if self.log and len(requests) > size:
                 done = min(start + size, len(requests))
                 self.log(f"  {self.name}: {done}/{len(requests)} edits applied ({seconds:.0f} s)")
         self._backend.clear_prefix_cache()  # the edited model must not reuse the earlier model's prefix keys
-        return {"edits": len(requests), "edit_seconds": seconds, "seconds_per_edit": seconds / max(len(requests), 1)}
+        details = {"edits": len(requests), "edit_seconds": seconds, "seconds_per_edit": seconds / max(len(requests), 1)}
+        if skipped:  # edit_seconds counts the loaded edits at what they cost when made
+            details.update(loaded_from_checkpoint=skipped, edit_seconds_here=seconds - loaded_seconds)
+        return details
 
     def answer(self, queries, max_new_tokens):
         self._load()
@@ -306,7 +341,7 @@ def make_method(name: str, settings, backend, embedder_factory, workdir: Path | 
     elif kind == "scr":
         m = SCRMethod(settings, backend, embedder_factory, scope_mode=detail, workdir=workdir)
     else:
-        m = EditingMethod(detail, settings, edit_batch_size, editing, log, prompt_format)
+        m = EditingMethod(detail, settings, edit_batch_size, editing, log, prompt_format, workdir)
     m.name = name
     return m
 
