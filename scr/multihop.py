@@ -35,7 +35,7 @@ from typing import Literal, Sequence
 from pydantic import BaseModel, Field
 
 from scr import prompts
-from scr.kb.records import FactHit
+from scr.kb.records import FactHit, fact_object
 from scr.llm.base import as_chat
 from scr.pipeline import SCRPipeline, base_prompt, check_questions
 from scr.scope import ScopeChecker, SimilarityScope, SubjectRelationScope
@@ -136,15 +136,6 @@ def parse_step(output: str) -> tuple[Literal["final", "question", "bad"], str]:
     if len(line.split()) < 2 or len(line) > MAX_SUBQUESTION_CHARS:
         return "bad", line
     return "question", line
-
-
-def fact_object(hit: FactHit) -> str | None:
-    """The fact's object (its text after its key) where the fact was stored with one, e.g. "Madonna" for
-    "Hey Jude was performed by Madonna." with key "Hey Jude was performed by"."""
-    if not hit.key or hit.key == hit.text or not hit.text.lower().startswith(hit.key.lower()):
-        return None
-    rest = hit.text[len(hit.key):].strip().rstrip(".!?").strip()
-    return rest or None
 
 
 def short_answer(answer: str) -> str:

@@ -8,10 +8,12 @@ from typing import Sequence
 from pydantic import BaseModel, Field
 
 from scr import prompts
-from scr.kb.records import FactHit
+from scr.kb.records import FactHit, fact_object
 from scr.kb.store import KnowledgeBase
 from scr.llm.base import LLMBackend, as_chat
-from scr.scope import ScopeChecker
+from scr.scope import ScopeChecker, ScopeDecision
+
+ANSWER_STYLES = ("paper", "object-first")
 
 
 class QuestionError(ValueError):
@@ -52,13 +54,16 @@ def base_prompt(question: str):
 
 class SCRPipeline:
     def __init__(self, kb: KnowledgeBase, backend: LLMBackend, scope: ScopeChecker, k: int = 5,
-                 max_new_tokens: int = 48, max_question_chars: int = 4000):
+                 max_new_tokens: int = 48, max_question_chars: int = 4000, answer_style: str = "paper"):
+        if answer_style not in ANSWER_STYLES:
+            raise ValueError(f"unknown answer style {answer_style!r} ({', '.join(ANSWER_STYLES)})")
         self.kb = kb
         self.backend = backend
         self.scope = scope
         self.k = k
         self.max_new_tokens = max_new_tokens
         self.max_question_chars = max_question_chars
+        self.answer_style = answer_style
 
     def ask(self, question: str) -> Answer:
         return self.ask_batch([question])[0]
@@ -71,6 +76,14 @@ class SCRPipeline:
         from scr.multihop import MultiHopReasoner  # imported here: scr.multihop builds on this module
 
         return MultiHopReasoner(self, max_hops=max_hops, decompose=decompose).ask_batch(questions)
+
+    def answer_prompt(self, question: str, hit: FactHit, decision: ScopeDecision):
+        """The paper's prompt with the fact in context. In the object-first style, when the question asks exactly
+        the fact's relation about its subject, the answer starts with the fact's object and the model goes on
+        from there (a small model reading a fact often restates the question instead of answering it)."""
+        chat = as_chat(prompts.paper_answer(hit.text, question))
+        start = fact_object(hit) if self.answer_style == "object-first" and decision.asks_object else None
+        return chat + [{"role": "assistant", "content": start}] if start else chat
 
     def ask_batch(self, questions: Sequence[str]) -> list[Answer]:
         questions = check_questions(questions, self.max_question_chars)
@@ -91,7 +104,7 @@ class SCRPipeline:
             for n, text in zip(out_scope, texts):
                 answers[n] = text
         if in_scope:
-            chats = [as_chat(prompts.paper_answer(candidates[n][decisions[n].fact_index].text, questions[n]))
+            chats = [self.answer_prompt(questions[n], candidates[n][decisions[n].fact_index], decisions[n])
                      for n in in_scope]
             for n, text in zip(in_scope, self.backend.generate(chats, self.max_new_tokens)):
                 answers[n] = text

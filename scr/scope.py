@@ -45,6 +45,9 @@ class ScopeDecision:
     fact_index: int | None  # index into the question's candidates; None = out of scope
     raw: str | None = None  # the LLM's own output where it produced text (paper mode)
     probability: float | None = None  # the scope encoder's probability for the best fact (encoder mode)
+    # The question names the fact's subject and asks exactly its relation (subject-relation modes), so the
+    # fact's object is the answer (not a step towards it, as in "the currency of the country of X").
+    asks_object: bool = False
 
     @property
     def in_scope(self) -> bool:
@@ -145,9 +148,17 @@ class SubjectRelationScope:
         forms = [hit.key or hit.text] + ([hit.relation] if hit.relation else [])
         return any(words and words <= asked for words in (relation_words(f, hit.subject) for f in forms))
 
+    @staticmethod
+    def asks_exactly(question: str, hit: FactHit) -> bool:
+        """The question's relation words are the fact's, no more: it asks for the object itself."""
+        asked = relation_words(question, hit.subject)
+        forms = [hit.key or hit.text] + ([hit.relation] if hit.relation else [])
+        return any(words == asked for words in (relation_words(f, hit.subject) for f in forms))
+
     def decide(self, questions, candidates):
         passing: list[list[int]] = []
         pairs: dict[tuple[int, int], tuple[str, list[str]]] = {}  # (question, candidate) -> wordings to compare
+        exact: dict[tuple[int, int], bool] = {}  # (question, candidate) -> asks exactly the fact's relation
         for n, (question, hits) in enumerate(zip(questions, candidates)):
             ok = []
             for i, hit in enumerate(hits):
@@ -158,6 +169,8 @@ class SubjectRelationScope:
                 elif names_subject(question, hit.subject):
                     if not self.asks_all_of(question, hit):  # else the relation is settled without embeddings
                         pairs[n, i] = (relation_wording(question, hit.subject), self.fact_wordings(hit))
+                    else:
+                        exact[n, i] = self.asks_exactly(question, hit)
                     ok.append(i)
                 elif hit.key_score >= self.other_subject_threshold:
                     ok.append(i)
@@ -174,8 +187,12 @@ class SubjectRelationScope:
                                                    [candidates[n][i].text for n, i in unsure])
                 same_relation.update({at: float(p) >= self.min_probability for at, p in zip(unsure, probs)})
             passing = [[i for i in ok if same_relation.get((n, i), True)] for n, ok in enumerate(passing)]
-        return [ScopeDecision(max(ok, key=lambda i: hits[i].key_score, default=None))
-                for hits, ok in zip(candidates, passing)]
+            exact.update(same_relation)  # a relation wording as close as a paraphrase asks the same relation
+        decisions = []
+        for n, (hits, ok) in enumerate(zip(candidates, passing)):
+            best = max(ok, key=lambda i: hits[i].key_score, default=None)
+            decisions.append(ScopeDecision(best, asks_object=exact.get((n, best), False)))
+        return decisions
 
 
 class EncoderScope:

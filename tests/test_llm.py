@@ -91,3 +91,16 @@ def test_shared_prefix_loop_equals_transformers_generate(smol_backend):
     assert min(lengths) < 19 and max(lengths) >= 19
     # the prefix cache is reused across calls and gives the same result
     assert backend.generate(prompts[:2], max_new_tokens=20) == expected[:2]
+
+
+def test_a_given_answer_start_is_continued(smol_backend):
+    """A chat ending with an assistant message: the model continues it, and the answer includes it. Given the
+    first words of the model's own greedy answer, the continued answer is that same answer."""
+    question = as_chat("Fact: Friedrich Merz is the Chancellor of Germany.\nQuestion: Who is the Chancellor of "
+                       "Germany?\nAnswer:")
+    plain = smol_backend.generate([question], 16)[0]
+    start = " ".join(plain.split()[:2])
+    continued = smol_backend.generate([question + [{"role": "assistant", "content": start}]], 14)[0]
+    assert plain.startswith(continued) and len(continued) > len(start)
+    forced = smol_backend.generate([question + [{"role": "assistant", "content": "Olaf Scholz"}]], 8)[0]
+    assert forced.startswith("Olaf Scholz") and len(forced) > len("Olaf Scholz")

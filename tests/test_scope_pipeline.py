@@ -84,7 +84,11 @@ def test_subject_relation_check_tells_apart_what_the_key_gate_cannot(make_kb, em
     hits = kb.search(questions, 5)
     check = make_scope_checker("default", None, 0.591, embed=embedder.embed)
     assert isinstance(check, SubjectRelationScope)
-    assert [d.in_scope for d in check.decide(questions, hits)] == expected
+    decisions = check.decide(questions, hits)
+    assert [d.in_scope for d in decisions] == expected
+    # Asking exactly the fact's relation (not a question that goes through it, not a fact without a subject):
+    # the fact's object is the answer.
+    assert [d.asks_object for d in decisions] == [True, True, False, False, False, False, True, False, False]
     gate = SimilarityScope(0.591).decide(questions, hits)
     assert [d.in_scope for d in gate][3:5] == [True, True]  # what the subject-relation check fixes
     # With no cosine able to pass, only the word rule (all of the relation's words asked) keeps a fact in scope.
@@ -172,6 +176,23 @@ def test_pipeline_answers_in_scope_with_the_fact_and_out_of_scope_as_before(pipe
     assert set(updated.timings) == {"retrieve_s", "scope_s", "answer_s", "total_s"}
     single = pipeline.ask("How much does the Helios-3 battery cost?")
     assert single.in_scope and "4,500" in single.answer
+
+
+def test_object_first_answers_start_with_the_fact_object_only_when_it_is_the_answer(pipeline):
+    """Object-first style: a question asking exactly the fact's relation gets an answer that starts with the fact's
+    object and goes on in the model's words; a question that goes through the fact is answered as in the paper
+    style; an unknown style is refused."""
+    asked = ["Who is the CEO of Northwind Labs?", "Who was the CEO of Northwind Labs born to?",
+             "What is the capital of France?"]
+    paper = pipeline.ask_batch(asked)
+    pipeline.answer_style = "object-first"
+    first = pipeline.ask_batch(asked)
+    assert first[0].in_scope and first[0].answer.startswith("Priya Natarajan")
+    assert len(first[0].answer) > len("Priya Natarajan")  # the model continued the answer
+    assert first[1].in_scope and first[1].answer == paper[1].answer  # goes through the fact: not forced
+    assert first[2].answer == paper[2].answer  # out of scope: the plain model's answer either way
+    with pytest.raises(ValueError, match="unknown answer style"):
+        SCRPipeline(pipeline.kb, pipeline.backend, pipeline.scope, answer_style="extractive")
 
 
 @pytest.mark.parametrize("bad, message", [("", "empty"), ("   ", "empty"), ("x" * 201, "limit is 200"),

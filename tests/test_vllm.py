@@ -262,3 +262,14 @@ def test_scr_serve_with_the_vllm_backend_answers_like_the_in_process_backend(vll
         assert [a["answer"] for a in batch] == [a.answer for a in local_answers]
     finally:
         stop(process)
+
+
+@pytest.mark.vllm
+def test_a_given_answer_start_is_continued_alike(vllm_backend, smol_backend):
+    chat = PROMPTS[2] + [{"role": "assistant", "content": "Olaf Scholz"}]
+    remote = vllm_backend.generate([chat], MAX_NEW_TOKENS)
+    assert remote == smol_backend.generate([chat], MAX_NEW_TOKENS)
+    assert remote[0].startswith("Olaf Scholz") and len(remote[0]) > len("Olaf Scholz")
+    continuation = [" is the Chancellor"]
+    r, l = vllm_backend.token_logprobs([chat], continuation)[0], smol_backend.token_logprobs([chat], continuation)[0]
+    assert r.tokens == l.tokens and r.logprobs == pytest.approx(l.logprobs, abs=1e-3)

@@ -212,6 +212,8 @@ class SCRMethod(Method):
                         scope_other_subject_threshold=s.scope_other_subject_threshold)
         if s.scope_mode == "relation-encoder":
             info.update(scope_relation_band=s.scope_relation_band)
+        if s.answer_style != "paper":  # only when set, so that earlier runs keep their hash
+            info.update(answer_style=s.answer_style)
         if s.scope_mode in ("encoder", "relation-encoder"):
             path = s.scope_encoder or DEFAULT_ENCODER_PATH
             encoder = read_info(path)

@@ -1,7 +1,8 @@
 """The LLM backend protocol: everything above it (scope check, answers, evaluator) talks only to this.
 
 A prompt is either raw text (a completion prompt, used as is) or a list of chat messages (rendered with the
-model's chat template, generation prompt added). Both implementations (in-process transformers, vLLM over
+model's chat template, generation prompt added). A chat whose last message is the assistant's is continued:
+that message is the start of the answer, and ``generate`` returns it followed by what the model wrote. Both implementations (in-process transformers, vLLM over
 HTTP) give the same greedy answers for the same model.
 """
 
@@ -65,3 +66,10 @@ class LLMBackend(Protocol):
 def as_chat(text: str, system: str | None = None) -> list[Message]:
     messages: list[Message] = [{"role": "system", "content": system}] if system else []
     return messages + [{"role": "user", "content": text}]
+
+
+def answer_prefix(prompt: Prompt) -> str:
+    """The start of the answer a chat prompt prescribes (its final assistant message), or ""."""
+    if isinstance(prompt, str) or not prompt or prompt[-1].get("role") != "assistant":
+        return ""
+    return prompt[-1]["content"]

@@ -10,7 +10,7 @@ import torch
 
 from transformers import DynamicCache
 
-from scr.llm.base import Prompt, TokenScores
+from scr.llm.base import Prompt, TokenScores, answer_prefix
 from scr.llm.prefix import common_prefix_length, group_prefix_lengths, sorted_order
 from scr.models import load_causal_lm
 
@@ -53,6 +53,9 @@ class TransformersBackend:
         """The exact text fed to the model (chat template applied to message lists)."""
         if isinstance(prompt, str):
             return prompt
+        prefix = answer_prefix(prompt)
+        if prefix:  # the answer's start is given: the model continues it (what vLLM's continue_final_message does)
+            return self.tokenizer.apply_chat_template(prompt[:-1], tokenize=False, add_generation_prompt=True) + prefix
         return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
     def _encode(self, prompt: Prompt) -> list[int]:
@@ -83,7 +86,7 @@ class TransformersBackend:
                 generated = self._generate_window([encoded[i] for i in window], [grouped[i] for i in window],
                                                   max_new_tokens)
             for i, tokens in zip(window, generated):
-                out[i] = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+                out[i] = (answer_prefix(prompts[i]) + self.tokenizer.decode(tokens, skip_special_tokens=True)).strip()
         return out
 
     # -- greedy decoding ------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import httpx
 
-from scr.llm.base import BackendError, BackendUnavailable, Prompt, TokenScores
+from scr.llm.base import BackendError, BackendUnavailable, Prompt, TokenScores, answer_prefix
 
 # Statuses that mean "the server is there but cannot take the request right now": worth retrying.
 _RETRY_STATUSES = {502, 503, 504}
@@ -200,7 +200,10 @@ class VLLMBackend:
 
         def chat(i: int) -> str:
             body = {**self._sampling(max_new_tokens), "messages": list(prompts[i])}
-            return _message_text(self._request("POST", f"{self.base_url}/chat/completions", body))
+            prefix = answer_prefix(prompts[i])
+            if prefix:  # vLLM continues the final assistant message and returns only what it wrote
+                body.update(add_generation_prompt=False, continue_final_message=True)
+            return prefix + _message_text(self._request("POST", f"{self.base_url}/chat/completions", body))
 
         tasks: list[tuple[str, Any]] = [("complete", c) for c in chunks] + [("chat", i) for i in chats]
         results = self._map(lambda t: complete(t[1]) if t[0] == "complete" else chat(t[1]), tasks)
@@ -221,6 +224,8 @@ class VLLMBackend:
         else:
             body = {"model": self.model, "messages": list(prompt or []), "add_generation_prompt": True,
                     "add_special_tokens": False}
+            if answer_prefix(prompt):
+                body.update(add_generation_prompt=False, continue_final_message=True)
         data = self._request("POST", f"{self.root_url}/tokenize", body)
         try:
             return [int(t) for t in data["tokens"]]
