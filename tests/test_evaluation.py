@@ -184,6 +184,20 @@ def test_config_parsing(tmp_path):
     method_names_valid(["base", "context-oracle", "scr", "scr-llm", "scr-similarity"])
     with pytest.raises(ValueError, match="unknown method 'scr-fancy'"):
         method_names_valid(["scr-fancy"])
+    # SCR names may end with an answer style; each variant is its own configuration (its own records hash).
+    from scr.config import Settings
+    from scr.evaluation.methods import make_method
+
+    styles = {name: make_method(name, Settings(), None, None).settings for name in
+              ("scr", "scr-default-object-first", "scr-object-first", "scr-paper-answers", "scr-paper")}
+    assert {n: (s.scope_mode, s.answer_style) for n, s in styles.items()} == {
+        "scr": ("default", "paper"), "scr-default-object-first": ("default", "object-first"),
+        "scr-object-first": ("default", "object-first"), "scr-paper-answers": ("default", "paper"),
+        "scr-paper": ("paper", "paper")}
+    assert make_method("scr-object-first", Settings(), None, None).info()["answer_style"] == "object-first"
+    assert "answer_style" not in make_method("scr", Settings(), None, None).info()  # earlier runs' hashes hold
+    with pytest.raises(ValueError, match="unknown method 'scr-fancy-object-first'"):
+        method_names_valid(["scr-fancy-object-first"])
 
 
 # ----- a whole run with a scripted backend --------------------------------------------------------------------

@@ -126,7 +126,7 @@ class SCRMethod(Method):
     """SCR as users run it: an Engine over a fresh knowledge base that holds the applied updates' facts."""
 
     def __init__(self, settings, backend, embedder_factory, scope_mode: str | None = None, name: str | None = None,
-                 workdir: Path | None = None):
+                 workdir: Path | None = None, answer_style: str | None = None):
         from scr.engine import Engine  # noqa: F401  (imported here to keep module import light)
 
         mode = scope_mode or settings.scope_mode
@@ -134,7 +134,8 @@ class SCRMethod(Method):
             raise ValueError(f"unknown scope mode {mode!r} ({', '.join(SCOPE_MODES)})")
         self.scope_mode = mode
         self.name = name or f"scr-{mode}"
-        self.settings = settings.model_copy(update={"scope_mode": mode})
+        self.settings = settings.model_copy(update={"scope_mode": mode,
+                                                    "answer_style": answer_style or settings.answer_style})
         self.backend = backend
         self._embedder_factory = embedder_factory
         self._workdir = workdir
@@ -341,7 +342,8 @@ def make_method(name: str, settings, backend, embedder_factory, workdir: Path | 
     elif kind == "oracle":
         m = ContextOracle(backend)
     elif kind == "scr":
-        m = SCRMethod(settings, backend, embedder_factory, scope_mode=detail, workdir=workdir)
+        mode, style = scr_variant(name)
+        m = SCRMethod(settings, backend, embedder_factory, scope_mode=mode, workdir=workdir, answer_style=style)
     else:
         m = EditingMethod(detail, settings, edit_batch_size, editing, log, prompt_format, workdir)
     m.name = name
@@ -360,14 +362,33 @@ def kind_of(name: str) -> tuple[str, str | None]:
         return "base", None
     if n in ("context-oracle", "oracle"):
         return "oracle", None
-    if n == "scr":
-        return "scr", None
-    if n.startswith("scr-") and n[4:] in SCOPE_MODES:
-        return "scr", n[4:]
+    if n == "scr" or n.startswith("scr-"):
+        variant = scr_variant(n)
+        if variant is not None:
+            return "scr", variant[0]
     edit = n[5:] if n.startswith("edit:") else n
     from scr.editing import METHODS  # noqa: WPS433
 
     if edit in METHODS:
         return "edit", edit
     raise ValueError(f"unknown method {name!r}: base, context-oracle, scr, scr-<{'|'.join(SCOPE_MODES)}>, "
-                     f"or an editing method ({', '.join(METHODS)})")
+                     f"either with -{' or -'.join(ANSWER_SUFFIXES)}, or an editing method ({', '.join(METHODS)})")
+
+
+# SCR method names may end with an answer style: "scr-default-object-first", "scr-paper-answers".
+ANSWER_SUFFIXES = {"object-first": "object-first", "paper-answers": "paper"}
+
+
+def scr_variant(name: str) -> tuple[str | None, str | None] | None:
+    """(scope mode, answer style) of an SCR method name (None: the settings' own), or None if it is not one."""
+    n = name.strip().lower()
+    style = None
+    for suffix, value in ANSWER_SUFFIXES.items():
+        if n == f"scr-{suffix}" or n.endswith(f"-{suffix}") and n[4 : -len(suffix) - 1] in SCOPE_MODES:
+            n, style = n[: -len(suffix) - 1], value
+            break
+    if n == "scr":
+        return None, style
+    if n.startswith("scr-") and n[4:] in SCOPE_MODES:
+        return n[4:], style
+    return None
