@@ -74,9 +74,10 @@ class Settings(BaseModel):
                     "are decided by the scope cross-encoder (evals/results/scope_relation_band.md)",
     )
     answer_style: Literal["paper", "object-first"] = Field(
-        "paper", description="in-scope answers: paper (the fact in context, the model answers) or object-first "
-                             "(also, when the question asks exactly the fact's relation about its subject, the answer "
-                             "starts with the fact's object and the model continues it; subject-relation scope modes)")
+        "object-first", description="in-scope answers: paper (the fact in context, the model answers) or "
+                                    "object-first (also, when the question asks exactly the fact's relation about its "
+                                    "subject, the answer starts with the fact's object and the model continues it; "
+                                    "subject-relation scope modes; evals/results/answer_style.md)")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="answer length limit in tokens")
     max_question_chars: int = Field(4000, ge=1, description="longer questions are rejected")
 

@@ -54,7 +54,7 @@ def base_prompt(question: str):
 
 class SCRPipeline:
     def __init__(self, kb: KnowledgeBase, backend: LLMBackend, scope: ScopeChecker, k: int = 5,
-                 max_new_tokens: int = 48, max_question_chars: int = 4000, answer_style: str = "paper"):
+                 max_new_tokens: int = 48, max_question_chars: int = 4000, answer_style: str = "object-first"):
         if answer_style not in ANSWER_STYLES:
             raise ValueError(f"unknown answer style {answer_style!r} ({', '.join(ANSWER_STYLES)})")
         self.kb = kb
