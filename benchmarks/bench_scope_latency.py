@@ -2,6 +2,9 @@
 
     python benchmarks/bench_scope_latency.py [--cases 839] [--questions 40] [--modes subject-relation,relation-encoder,similarity,encoder,paper]
 
+A mode may name an answer style after a "+" (``subject-relation+paper``, ``subject-relation+object-first``);
+without one it runs with the default style (object-first since 2026-11-24).
+
 A knowledge base holds the facts of the first --cases cases of KnowEdit WikiData_counterfact test (the
 evaluator's sequential N = all); the questions are an even mix of those cases' edit prompts (in scope) and
 locality prompts (out of scope). Each question is asked alone (batch of one, as an interactive user would), through
@@ -51,11 +54,12 @@ def main() -> None:
         plain_median = statistics.median(plain)
         print(f"{len(questions)} questions ({len(questions) // 2} in scope), KB of {len(cases)} facts, "
               f"{torch.get_num_threads()} threads, max_new_tokens {args.max_new_tokens}")
-        print(f"{'configuration':<22} {'median s':>9} {'x plain':>8}  stages (median s)")
-        print(f"{'plain answer':<22} {plain_median:>9.3f} {1.0:>8.2f}")
-        for mode in args.modes.split(","):
-            engine = Engine(base.settings.model_copy(update={"scope_mode": mode}), backend=base.backend,
-                            embedder=base.embedder)
+        print(f"{'configuration':<30} {'median s':>9} {'x plain':>8}  stages (median s)")
+        print(f"{'plain answer':<30} {plain_median:>9.3f} {1.0:>8.2f}")
+        for label in args.modes.split(","):
+            mode, _, style = label.partition("+")
+            update = {"scope_mode": mode, **({"answer_style": style} if style else {})}
+            engine = Engine(base.settings.model_copy(update=update), backend=base.backend, embedder=base.embedder)
             engine.ask(questions[0])  # warm-up (loads the scope encoder in the encoder mode)
             totals, stages = [], {}
             for q in questions:
@@ -66,7 +70,7 @@ def main() -> None:
                     stages.setdefault(k, []).append(v)
             median = statistics.median(totals)
             detail = ", ".join(f"{k[:-2]} {statistics.median(v):.3f}" for k, v in stages.items() if k != "total_s")
-            print(f"{mode:<22} {median:>9.3f} {median / plain_median:>8.2f}  {detail}")
+            print(f"{label:<30} {median:>9.3f} {median / plain_median:>8.2f}  {detail}")
             engine.kb().close()
         base.close()
 

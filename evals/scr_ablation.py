@@ -35,10 +35,12 @@ ROWS = [  # (method in the reports, what it is, latency-benchmark mode)
     ("context-oracle", "right fact always in context (perfect scope)", None),
     ("scr-paper", "paper's free-text scope prompt", "paper"),
     ("scr-similarity", "key-similarity gate alone (the default until 2026-11-23)", "similarity"),
-    ("scr-default", "key-similarity gate + subject-relation check (default)", "subject-relation"),
+    ("scr-default", "key-similarity gate + subject-relation check, paper's answer prompt", "subject-relation"),
     ("scr-encoder", "scope cross-encoder", "encoder"),
     ("scr-relation-encoder", "subject-relation check; relation wordings in [0.5, 0.75) left to the encoder",
      "relation-encoder"),
+    ("scr-default-object-first", "subject-relation check + object-first answers (default since 2026-11-24)",
+     "subject-relation+object-first"),
 ]
 METRICS = ["reliability", "generalization", "locality", "portability", "scope_accuracy"]
 
@@ -49,7 +51,7 @@ def read_latency(path: Path) -> dict[str, float]:
         return {}
     out = {}
     for line in path.read_text().splitlines():
-        m = re.match(r"^(\S[\w -]*?)\s+(\d+\.\d+)\s+(\d+\.\d+)\s", line + " ")
+        m = re.match(r"^(\S[\w +-]*?)\s+(\d+\.\d+)\s+(\d+\.\d+)\s", line + " ")
         if m:
             out[m.group(1).strip()] = float(m.group(3))
     return out
