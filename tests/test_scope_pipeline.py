@@ -193,6 +193,11 @@ def test_object_first_answers_start_with_the_fact_object_only_when_it_is_the_ans
     assert len(first[0].answer) > len("Priya Natarajan")  # the model continued the answer
     assert first[1].in_scope and first[1].answer == paper[1].answer  # goes through the fact: not forced
     assert first[2].answer == paper[2].answer  # out of scope: the plain model's answer either way
+    # A natural sentence, whose text does not start with its key: the object comes from the stored field.
+    pipeline.kb.add([FactInput(text="Friedrich Merz is the Chancellor of Germany since May 2025.", subject="Germany",
+                               relation="chancellor", object="Friedrich Merz")])
+    chancellor = pipeline.ask("Who is the Chancellor of Germany?")
+    assert chancellor.in_scope and chancellor.answer.startswith("Friedrich Merz")
     with pytest.raises(ValueError, match="unknown answer style"):
         SCRPipeline(pipeline.kb, pipeline.backend, pipeline.scope, answer_style="extractive")
 

@@ -97,11 +97,14 @@ class FactHit(BaseModel):
     key: str | None = Field(None, exclude=True)
     subject: str | None = Field(None, exclude=True)
     relation: str | None = Field(None, exclude=True)
+    object: str | None = Field(None, exclude=True)
 
 
 def fact_object(hit: FactHit) -> str | None:
-    """The fact's object (its text after its key) where the fact was stored with one, e.g. "Madonna" for
+    """The fact's object as stored, else its text after its key where it has one, e.g. "Madonna" for
     "Hey Jude was performed by Madonna." with key "Hey Jude was performed by"."""
+    if hit.object:
+        return hit.object
     if not hit.key or hit.key == hit.text or not hit.text.lower().startswith(hit.key.lower()):
         return None
     rest = hit.text[len(hit.key):].strip().rstrip(".!?").strip()

@@ -296,8 +296,8 @@ class KnowledgeBase:
                 chunk = rowids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 for row in self._db.execute(
-                        f"SELECT rowid, id, text, valid_from, status, key_vec, key, subject, relation FROM facts "
-                        f"WHERE rowid IN ({marks})",
+                        f"SELECT rowid, id, text, valid_from, status, key_vec, key, subject, relation, object "
+                        f"FROM facts WHERE rowid IN ({marks})",
                         chunk):
                     rows[row[0]] = row
         results = []
@@ -309,7 +309,7 @@ class KnowledgeBase:
                     continue
                 key_score = float(np.dot(qvec, np.frombuffer(row[5], dtype=np.float32)))
                 out.append(FactHit(id=row[1], text=row[2], score=score, key_score=key_score, key=row[6],
-                                   subject=row[7], relation=row[8]))
+                                   subject=row[7], relation=row[8], object=row[9]))
                 if len(out) == k:
                     break
             results.append(out)
