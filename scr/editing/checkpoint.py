@@ -33,8 +33,8 @@ class EditCheckpoint:
         if self._saved is None:
             self._saved = []
             if self.path.exists():
-                try:
-                    saved = torch.load(self.path, map_location="cpu", weights_only=True)
+                try:  # memory-mapped: reading the stream does not read the tensors
+                    saved = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
                 except Exception:  # a damaged checkpoint only costs the work it would have saved
                     saved = {}
                 if saved.get("key") == self.key:
