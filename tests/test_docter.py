@@ -210,7 +210,11 @@ def test_method_names():
     assert parse_method("scr") == parse_method("scr-sentences")
     assert parse_method("memit-upper").upper_bound and parse_method("scr-upper").upper_bound
     assert parse_method("alphaedit-extracted").editor == "alphaedit"
-    for bad, message in (("scr-words", "unknown DocTER method"), ("come-extracted", "old answer")):
+    atomic = parse_method("scr-atomic-object-first")
+    assert (atomic.source, atomic.answer_style) == ("atomic", "object-first")
+    assert parse_method("scr-paper-answers").answer_style == "paper" and parse_method("scr").answer_style is None
+    for bad, message in (("scr-words", "unknown DocTER method"), ("come-extracted", "old answer"),
+                         ("memit-extracted-object-first", "unknown DocTER method")):
         with pytest.raises(ValueError, match=message):
             parse_method(bad)
 

@@ -53,7 +53,7 @@ from scr.config import Settings
 from scr.evaluation.config import EvalConfigError, load_suite, split_names, validated
 from scr.evaluation.data import Case, Probe
 from scr.evaluation.docter_data import DocCase, digests, docter_paths, load_docter, parse_yes_no, reasoning_prompt
-from scr.evaluation.methods import BaseMethod, EditingMethod, Method, Query, SCRMethod
+from scr.evaluation.methods import ANSWER_SUFFIXES, BaseMethod, EditingMethod, Method, Query, SCRMethod
 from scr.evaluation.metrics import contains
 from scr.evaluation.runner import PeakMemory, Records, _hash, memo_backend, method_slug
 from scr.kb.extract import EXTRACT_PROMPT, AtomicExtractor, AtomicFact
@@ -109,6 +109,7 @@ class MethodSpec:
     kind: str  # base | scr | edit
     source: str | None = None  # scr: sentences | atomic | upper; edit: extracted | upper
     editor: str | None = None
+    answer_style: str | None = None  # scr: None = the settings' own
 
     @property
     def upper_bound(self) -> bool:
@@ -116,14 +117,20 @@ class MethodSpec:
 
 
 def parse_method(name: str) -> MethodSpec:
-    """``base``, ``scr[-sentences|-atomic|-upper]`` or ``<editor>-(extracted|upper)``; ValueError otherwise."""
+    """``base``, ``scr[-sentences|-atomic|-upper][-object-first|-paper-answers]`` or
+    ``<editor>-(extracted|upper)``; ValueError otherwise."""
     n = name.strip().lower()
     if n == "base":
         return MethodSpec("base")
+    style = None
+    for suffix, value in ANSWER_SUFFIXES.items():
+        if n.startswith("scr") and n.endswith(f"-{suffix}"):
+            n, style = n[: -len(suffix) - 1], value
+            break
     if n in ("scr", "scr-sentences"):
-        return MethodSpec("scr", "sentences")
+        return MethodSpec("scr", "sentences", answer_style=style)
     if n.startswith("scr-") and n[4:] in SOURCES["scr"]:
-        return MethodSpec("scr", n[4:])
+        return MethodSpec("scr", n[4:], answer_style=style)
     editor, _, source = n.rpartition("-")
     from scr.editing import METHODS
 
@@ -131,8 +138,9 @@ def parse_method(name: str) -> MethodSpec:
         if editor.startswith("come") and source == "extracted":
             raise ValueError(f"{name}: CoME unlearns the old answer, which extracted facts do not have")
         return MethodSpec("edit", source, editor)
-    raise ValueError(f"unknown DocTER method {name!r}: base, scr, scr-sentences, scr-atomic, scr-upper, or "
-                     f"<editor>-extracted / <editor>-upper with an editor of {', '.join(METHODS)}")
+    raise ValueError(f"unknown DocTER method {name!r}: base, scr, scr-sentences, scr-atomic, scr-upper (each "
+                     f"optionally ending -{' or -'.join(ANSWER_SUFFIXES)}), or <editor>-extracted / <editor>-upper "
+                     f"with an editor of {', '.join(METHODS)}")
 
 
 def load_docter_suite(path: str | Path) -> tuple[dict, dict]:
@@ -207,8 +215,9 @@ def aggregate(rows: Sequence[dict]) -> dict:
 class DocumentSCR(SCRMethod):
     """SCR over a knowledge base built from the documents by one strategy (or from the benchmark's edits)."""
 
-    def __init__(self, settings, backend, embedder_factory, source: str, name: str, workdir: Path):
-        super().__init__(settings, backend, embedder_factory, name=name, workdir=workdir)
+    def __init__(self, settings, backend, embedder_factory, source: str, name: str, workdir: Path,
+                 answer_style: str | None = None):
+        super().__init__(settings, backend, embedder_factory, name=name, workdir=workdir, answer_style=answer_style)
         self.source = source
 
     def add(self, facts: list[FactInput]) -> dict:
@@ -267,7 +276,8 @@ class DocterRunner:
         if spec.kind == "base":
             method: Method = BaseMethod(self.memo)
         elif spec.kind == "scr":
-            method = DocumentSCR(self.settings, self.memo, self.embedder, spec.source, name, self.out / "tmp")
+            method = DocumentSCR(self.settings, self.memo, self.embedder, spec.source, name, self.out / "tmp",
+                                 spec.answer_style)
         else:
             method = EditingMethod(spec.editor, self.settings, self.config.edit_batch_size, self.config.editing,
                                    self.log, workdir=self.out / "tmp")
