@@ -27,7 +27,8 @@ def zsre_run(tmp_path_factory, smollm2_dir):
     from scr.cli import app
 
     out = tmp_path_factory.mktemp("eval") / "zsre"
-    args = ["eval", "--data", str(ZSRE), "--methods", "base,context-oracle,scr", "--protocol", "sequential",
+    args = ["eval", "--data", str(ZSRE), "--methods", "base,context-oracle,scr,scr-paper-answers", "--protocol",
+            "sequential",
             "--n", "all", "--limit", "2", "--mode", "generation", "--max-new-tokens", "16", "--out", str(out),
             "--quiet"]
     result = CliRunner().invoke(app, args)
@@ -38,7 +39,7 @@ def zsre_run(tmp_path_factory, smollm2_dir):
 def test_reports_written(zsre_run):
     out, _ = zsre_run
     report = json.loads((out / "report.json").read_text())
-    assert set(report["methods"]) == {"base", "context-oracle", "scr"}
+    assert set(report["methods"]) == {"base", "context-oracle", "scr", "scr-paper-answers"}
     for name, m in report["methods"].items():
         metrics = m["metrics"]
         for kind in ("reliability", "generalization", "locality", "portability"):
@@ -60,7 +61,7 @@ def test_metrics_match_hand_computation(zsre_run):
     base_rows = {r["case_id"]: r for r in _rows(out / "records/base.jsonl") if r["type"] == "case"}
     base_answer = {p["prompt"]: p["answer"] for r in base_rows.values() for p in r["probes"]}
     saw_false = False
-    for name in ("base", "context-oracle", "scr"):
+    for name in ("base", "context-oracle", "scr", "scr-paper-answers"):
         rows = [r for r in _rows(out / f"records/{name}.jsonl") if r["type"] == "case"]
         by_kind: dict[str, list[float]] = {}
         for r in rows:
@@ -91,13 +92,18 @@ def test_metrics_match_hand_computation(zsre_run):
 def test_scr_scope_decisions(zsre_run):
     out, _ = zsre_run
     scr_rows = [r for r in _rows(out / "records/scr.jsonl") if r["type"] == "case"]
+    paper_rows = [r for r in _rows(out / "records/scr-paper-answers.jsonl") if r["type"] == "case"]
     oracle = {(r["case_id"], p["prompt"]): p for r in _rows(out / "records/context-oracle.jsonl")
               if r["type"] == "case" for p in r["probes"]}
-    for r in scr_rows:
+    for r, paper in zip(scr_rows, paper_rows):
         edit = r["probes"][0]
-        # The edit prompt is the stored fact's key: the default scope check accepts it with the case's own fact.
+        # The edit prompt is the stored fact's key: the default scope check accepts it with the case's own fact,
+        # and asks exactly its relation, so the default (object-first) answer starts with the new object.
         assert edit["in_scope"] and edit["own_fact"]
-        for p in r["probes"]:
+        assert edit["answer"].lower().startswith(edit["targets"][0].lower())
+        # The answer style changes answers only: every scope decision is the same.
+        assert [p["in_scope"] for p in r["probes"]] == [p["in_scope"] for p in paper["probes"]]
+        for p in paper["probes"]:
             assert isinstance(p["in_scope"], bool)
             if p.get("own_fact") and p["kind"] != "locality":
                 # The same prompt as the oracle's (the paper's answer prompt with that fact): the same answer.
@@ -128,7 +134,7 @@ def test_rerun_resumes_without_work(zsre_run):
     result = CliRunner().invoke(app, only_base)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
-    assert list(report["methods"]) == ["base", "context-oracle", "scr"]
+    assert list(report["methods"]) == ["base", "context-oracle", "scr", "scr-paper-answers"]
 
 
 def test_teacher_forced_matches_backend(tmp_path, smol_backend):

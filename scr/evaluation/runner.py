@@ -160,14 +160,15 @@ def reported_methods(records_dir: Path, configured: list[str], valid: Callable[[
     methods (``_sessions``, stray files) are skipped."""
     names = list(configured)
     slugs = {method_slug(n) for n in names}
-    for path in sorted(records_dir.glob("*.jsonl")) if records_dir.is_dir() else []:
-        if path.stem.startswith("_") or path.stem in slugs:
+    found = sorted(path.stem for path in records_dir.glob("*.jsonl")) if records_dir.is_dir() else []
+    for name in found:
+        if name.startswith("_") or name in slugs:
             continue
         try:
-            valid(path.stem)
+            valid(name)
         except ValueError:
             continue
-        names.append(path.stem)
+        names.append(name)
     return names
 
 
