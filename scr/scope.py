@@ -141,19 +141,23 @@ class SubjectRelationScope:
         return [relation_wording(form, hit.subject) for form in forms]
 
     @staticmethod
-    def asks_all_of(question: str, hit: FactHit) -> bool:
+    def relation_word_sets(hit: FactHit) -> list[set[str]]:
+        """The content words of the fact's relation, from its key and from its stored relation."""
+        forms = [hit.key or hit.text] + ([hit.relation] if hit.relation else [])
+        return [words for words in (relation_words(f, hit.subject) for f in forms) if words]
+
+    @classmethod
+    def asks_all_of(cls, question: str, hit: FactHit) -> bool:
         """Every content word of the fact's relation is in the question: the same relation, or a question that
         goes through it ("the currency of the country of citizenship of X" for "the citizenship of X is")."""
         asked = relation_words(question, hit.subject)
-        forms = [hit.key or hit.text] + ([hit.relation] if hit.relation else [])
-        return any(words and words <= asked for words in (relation_words(f, hit.subject) for f in forms))
+        return any(words <= asked for words in cls.relation_word_sets(hit))
 
-    @staticmethod
-    def asks_exactly(question: str, hit: FactHit) -> bool:
+    @classmethod
+    def asks_exactly(cls, question: str, hit: FactHit) -> bool:
         """The question's relation words are the fact's, no more: it asks for the object itself."""
         asked = relation_words(question, hit.subject)
-        forms = [hit.key or hit.text] + ([hit.relation] if hit.relation else [])
-        return any(words == asked for words in (relation_words(f, hit.subject) for f in forms))
+        return any(words == asked for words in cls.relation_word_sets(hit))
 
     def decide(self, questions, candidates):
         passing: list[list[int]] = []

@@ -179,9 +179,9 @@ def test_pipeline_answers_in_scope_with_the_fact_and_out_of_scope_as_before(pipe
 
 
 def test_object_first_answers_start_with_the_fact_object_only_when_it_is_the_answer(pipeline):
-    """Object-first style (the default): a question asking exactly the fact's relation gets an answer that starts with the fact's
-    object and goes on in the model's words; a question that goes through the fact is answered as in the paper
-    style; an unknown style is refused."""
+    """Object-first style (the default): a question asking exactly the fact's relation gets an answer that starts
+    with the fact's object and goes on in the model's words; a question that goes through the fact is answered as
+    in the paper style; an unknown style is refused."""
     asked = ["Who is the CEO of Northwind Labs?", "Who was the CEO of Northwind Labs born to?",
              "What is the capital of France?"]
     assert pipeline.answer_style == "object-first"  # the default

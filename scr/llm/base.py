@@ -2,8 +2,8 @@
 
 A prompt is either raw text (a completion prompt, used as is) or a list of chat messages (rendered with the
 model's chat template, generation prompt added). A chat whose last message is the assistant's is continued:
-that message is the start of the answer, and ``generate`` returns it followed by what the model wrote. Both implementations (in-process transformers, vLLM over
-HTTP) give the same greedy answers for the same model.
+that message is the start of the answer, and ``generate`` returns it followed by what the model wrote. Both
+implementations (in-process transformers, vLLM over HTTP) give the same greedy answers for the same model.
 """
 
 from __future__ import annotations
