@@ -53,7 +53,8 @@ from scr.config import Settings
 from scr.evaluation.config import EvalConfigError, load_suite, split_names, validated
 from scr.evaluation.data import Case, Probe
 from scr.evaluation.docter_data import DocCase, digests, docter_paths, load_docter, parse_yes_no, reasoning_prompt
-from scr.evaluation.methods import ANSWER_SUFFIXES, BaseMethod, EditingMethod, Method, Query, SCRMethod
+from scr.evaluation.methods import (ANSWER_SUFFIXES, BaseMethod, EditingMethod, Method, Query, SCRMethod,
+                                    split_answer_style)
 from scr.evaluation.metrics import contains
 from scr.evaluation.runner import PeakMemory, Records, _hash, memo_backend, method_slug
 from scr.kb.extract import EXTRACT_PROMPT, AtomicExtractor, AtomicFact
@@ -122,11 +123,7 @@ def parse_method(name: str) -> MethodSpec:
     n = name.strip().lower()
     if n == "base":
         return MethodSpec("base")
-    style = None
-    for suffix, value in ANSWER_SUFFIXES.items():
-        if n.startswith("scr") and n.endswith(f"-{suffix}"):
-            n, style = n[: -len(suffix) - 1], value
-            break
+    n, style = split_answer_style(n)
     if n in ("scr", "scr-sentences"):
         return MethodSpec("scr", "sentences", answer_style=style)
     if n.startswith("scr-") and n[4:] in SOURCES["scr"]:

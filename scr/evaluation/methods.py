@@ -311,7 +311,7 @@ class EditingMethod(Method):
         self._backend.clear_prefix_cache()  # the edited model must not reuse the earlier model's prefix keys
         details = {"edits": len(requests), "edit_seconds": seconds, "seconds_per_edit": seconds / max(len(requests), 1)}
         if skipped:  # edit_seconds counts the loaded edits at what they cost when made
-            details.update(loaded_from_checkpoint=skipped, edit_seconds_here=seconds - loaded_seconds)
+            details.update(loaded_from_checkpoint=skipped, loaded_seconds=loaded_seconds)
         return details
 
     def answer(self, queries, max_new_tokens):
@@ -379,14 +379,19 @@ def kind_of(name: str) -> tuple[str, str | None]:
 ANSWER_SUFFIXES = {"object-first": "object-first", "paper-answers": "paper"}
 
 
+def split_answer_style(name: str) -> tuple[str, str | None]:
+    """An SCR method name without its answer-style suffix, and that style (None: the settings' own):
+    "scr-default-object-first" -> ("scr-default", "object-first")."""
+    n = name.strip().lower()
+    for suffix, style in ANSWER_SUFFIXES.items():
+        if n.startswith("scr") and n.endswith(f"-{suffix}"):
+            return n[: -len(suffix) - 1], style
+    return n, None
+
+
 def scr_variant(name: str) -> tuple[str | None, str | None] | None:
     """(scope mode, answer style) of an SCR method name (None: the settings' own), or None if it is not one."""
-    n = name.strip().lower()
-    style = None
-    for suffix, value in ANSWER_SUFFIXES.items():
-        if n == f"scr-{suffix}" or n.endswith(f"-{suffix}") and n[4 : -len(suffix) - 1] in SCOPE_MODES:
-            n, style = n[: -len(suffix) - 1], value
-            break
+    n, style = split_answer_style(name)
     if n == "scr":
         return None, style
     if n.startswith("scr-") and n[4:] in SCOPE_MODES:

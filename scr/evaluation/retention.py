@@ -206,8 +206,7 @@ class RetentionRunner:
                     t0 = time.perf_counter()
                     details = method.apply(self.cases[applied:n])
                     seconds = time.perf_counter() - t0
-                    if "loaded_from_checkpoint" in details:  # an earlier session made part of the stream
-                        seconds += details["edit_seconds"] - details.get("edit_seconds_here", 0.0)
+                    seconds += details.get("loaded_seconds", 0.0)  # the part an earlier session made
                     records.add([{"type": "apply", "h": h, "n": n, "from": applied, "seconds": round(seconds, 3),
                                   "details": details}])
                     self.log(f"{method.name}: updates {applied + 1}-{n} applied in {seconds:.1f} s")
