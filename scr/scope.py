@@ -10,6 +10,8 @@ Strategies (``Settings.scope_mode``):
               subject, the question must contain every content word of the key's relation, or else the two
               with the subject's words removed (the relation's wording) must be similar; where it does not
               (another subject, or an alias), the whole key must be more similar than the plain gate asks.
+              A question that excludes the fact's object by name ("X's citizenship, which is not Syria, is")
+              asks for another value, so that fact is out of its scope.
               Rules and thresholds chosen on train splits (evals/results/scope_relation.md).
   relation-encoder
               subject-relation, except where the relation's wordings are close but below the relation threshold
@@ -36,7 +38,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from scr import prompts
-from scr.kb.records import FactHit
+from scr.kb.records import FactHit, fact_object
 from scr.llm.base import LLMBackend, as_chat
 
 
@@ -109,6 +111,22 @@ def relation_wording(text: str, subject: str) -> str:
     return " ".join(t for t in re.findall(r"\w+|[^\w\s]", text) if t.lower() not in drop)
 
 
+# "X, which is not Syria, is", "a child of X other than Y", "besides Y": the question asks for another value.
+# A bare "not" is left out: "Is the capital of France not Paris?" asks about the fact itself.
+_EXCLUDING = (r"(?:(?:which|that|who)\s+(?:is|are|was|were)\s+not|other than|besides|except(?:\s+for)?|"
+              r"apart from|aside from|excluding)")
+
+
+def excludes_object(question: str, obj: str | None) -> bool:
+    """Does the question exclude this object by name ("..., which is not Syria, is")? Then the fact whose object it
+    is does not answer it: the question asks for another value of the relation (a relation with several values,
+    such as children or citizenships), which the model answers as before."""
+    if not obj or not obj.strip():
+        return False
+    pattern = rf"\b{_EXCLUDING}\s+(?:the\s+|a\s+|an\s+)?{re.escape(obj.strip())}(?!\w)"
+    return re.search(pattern, question, flags=re.IGNORECASE) is not None
+
+
 class SubjectRelationScope:
     """The similarity gate, then the same-subject and same-relation check (module docstring).
 
@@ -118,7 +136,8 @@ class SubjectRelationScope:
     ``embed(texts) -> unit vectors`` is the knowledge base's embedder, so wordings are compared in the space the
     keys were embedded in. A fact stored with a ``relation`` is also compared as the question "What is the
     <relation> of <subject>?", since a natural sentence's key carries words the question need not repeat
-    ("... moved to Lisbon in 2026"). Facts stored without a subject get the plain gate only.
+    ("... moved to Lisbon in 2026"). Facts stored without a subject get the plain gate only. A question that
+    excludes a fact's object by name ("which is not Syria") is not answered by that fact (``excludes_object``).
     """
 
     def __init__(self, embed: Callable[[list[str]], "np.ndarray"], threshold: float, relation_threshold: float,
@@ -166,7 +185,7 @@ class SubjectRelationScope:
         for n, (question, hits) in enumerate(zip(questions, candidates)):
             ok = []
             for i, hit in enumerate(hits):
-                if hit.key_score < self.threshold:
+                if hit.key_score < self.threshold or excludes_object(question, fact_object(hit)):
                     continue
                 if not hit.subject:
                     ok.append(i)

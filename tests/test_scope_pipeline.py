@@ -11,8 +11,8 @@ from scr.kb import FactInput
 from scr.kb.records import FactHit
 from scr.pipeline import QuestionError, SCRPipeline
 from scr.scope import (GatedChoiceScope, LLMChoiceScope, PaperScope, SimilarityScope, SubjectRelationScope,
-                       make_scope_checker, names_subject, parse_paper_output, relation_wording,
-                       relation_words)
+                       excludes_object, make_scope_checker, names_subject, parse_paper_output,
+                       relation_wording, relation_words)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "knowledge_base"
 
@@ -94,6 +94,24 @@ def test_subject_relation_check_tells_apart_what_the_key_gate_cannot(make_kb, em
     # With no cosine able to pass, only the word rule (all of the relation's words asked) keeps a fact in scope.
     strict = make_scope_checker("subject-relation", None, 0.591, embed=embedder.embed, relation_threshold=1.01)
     assert [d.in_scope for d in strict.decide(questions, hits)] == [True, True, True] + [False] * 3 + [True, True, False]
+
+
+def test_a_question_that_excludes_the_facts_object_is_out_of_its_scope(make_kb, embedder):
+    """"X's citizenship, which is not Syria, is" asks for another value than the stored one: the fact is dropped
+    and the question is answered as before; the same question without the exclusion stays in scope."""
+    assert excludes_object("The name of the child of Kanye West, which is not Saint West, is", "Saint West")
+    assert excludes_object("Who, besides Priya Natarajan, leads Northwind Labs?", "priya natarajan")
+    assert not excludes_object("Is the capital of France not Paris?", "Paris")  # asks about the fact itself
+    assert not excludes_object("Which is not the Syrian pound?", "Syria")  # a whole name, not a prefix
+    assert not excludes_object("Who leads Northwind Labs, which is not Syria?", None)
+    kb = make_kb()
+    kb.add([FactInput(text="The name of the country of citizenship of Leonardo DiCaprio is Syria.",
+                      subject="Leonardo DiCaprio", object="Syria")])
+    questions = ["The name of the country of citizenship of Leonardo DiCaprio, which is not Syria, is",
+                 "The name of the country of citizenship of Leonardo DiCaprio is"]
+    decisions = make_scope_checker("default", None, 0.591, embed=embedder.embed).decide(questions,
+                                                                                         kb.search(questions, 5))
+    assert [d.in_scope for d in decisions] == [False, True]
 
 
 def test_relation_encoder_mode_lets_the_encoder_settle_close_relation_wordings(make_kb, embedder):
