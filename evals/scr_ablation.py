@@ -42,7 +42,8 @@ ROWS = [  # (method in the reports, what it is, latency-benchmark mode)
     ("scr-default-object-first", "subject-relation check + object-first answers (default since 2026-11-24)",
      "subject-relation+object-first"),
 ]
-METRICS = ["reliability", "generalization", "locality", "portability", "scope_accuracy"]
+METRICS = ["reliability", "generalization", "locality", "portability", "scope_accuracy", "locality_unedited",
+           "scope_accuracy_unedited"]
 
 
 def read_latency(path: Path) -> dict[str, float]:
@@ -58,22 +59,15 @@ def read_latency(path: Path) -> dict[str, float]:
 
 
 def locality_notes() -> list[str]:
-    """Why a right scope check still loses locality in sequential N = all: a locality probe can be another
-    case's own edit prompt, which the knowledge base then holds (counted in the default row's records)."""
+    """Why a right scope check still loses locality: some locality probes ask a fact an update of the run changes."""
     out = []
     for title, folder in SPLITS:
-        path = RESULTS / folder / "records" / "scr-default.jsonl"
-        if not path.exists():
-            continue
-        accepted = own_prompt = 0
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
-            for probe in row.get("probes", []) if row.get("type") == "case" else []:
-                if probe["kind"] == "locality" and probe["in_scope"]:
-                    accepted += 1
-                    own_prompt += bool(probe.get("fact")) and probe["fact"].lower().startswith(probe["prompt"].lower())
-        out.append(f"- {title}, scr-default: {accepted} locality probes accepted, {own_prompt} of them with a fact "
-                   "that begins with the probe itself (another case edits exactly what the probe asks).")
+        report = json.loads((RESULTS / folder / "report.json").read_text())
+        share = report["methods"].get("base", {}).get("metrics", {}).get("locality_edited_share")
+        if share is not None:
+            out.append(f"- {title}: {100 * share:.1f}% of the locality probes name an update's subject and expect that "
+                       "update's original answer (often the case's own update: ZsRE's \"The father of Cheyenne Brando "
+                       "is\" beside the update of his father); their right answer changes, so `*_unedited` leave them out.")
     return out
 
 
@@ -116,8 +110,9 @@ def main(argv: list[str] | None = None) -> None:
         lines.append("")
     lines += ["## Notes", "", *locality_notes(),
               "- WikiData_counterfact locality also holds 468 Forgetfulness probes (\"..., which is not <new target>,",
-              "  is\"): they ask the edited relation itself, so the subject-relation check accepts them (6.0% unchanged);",
-              "  the encoder, trained on that split's train half, learned to reject them (99.8%).", ""]
+              "  is\"): they ask for another value of the edited relation. Since 2026-11-24 the subject-relation",
+              "  modes drop a fact whose object the question excludes by name (`evals/results/scope_exclusion.md`:",
+              "  the rule fires on 99.6% of the train split's Forgetfulness probes and on no other probe set).", ""]
     lines += [
               "- wall s: the run's own wall time on 2 cores, with the unmodified model's answers shared through the",
               "  suite's memo (computed once by `base`); a standalone run costs more (`evals/README.md`). The",

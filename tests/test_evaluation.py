@@ -11,8 +11,9 @@ import pytest
 from scr.evaluation import EvalConfig, make_config
 from scr.evaluation.config import EvalConfigError
 from scr.evaluation.data import DatasetError, answer_groups, fact_text, load_cases
-from scr.evaluation.metrics import (aggregate, case_scores, contains, exact_match, parse_verdict, scope_metrics,
-                                    token_accuracy, token_agreement)
+from scr.evaluation.data import Case, Probe
+from scr.evaluation.metrics import (aggregate, case_scores, contains, edited_fact_probes, exact_match, parse_verdict,
+                                    scope_metrics, token_accuracy, token_agreement)
 from scr.llm.base import TokenScores
 
 from conftest import DATA_DIR
@@ -168,6 +169,46 @@ def test_scope_metrics_by_hand():
     assert m["scope.accept_rate"] == pytest.approx(2 / 3) and m["scope.reject_rate"] == pytest.approx(2 / 3)
     assert m["scope_accuracy"] == pytest.approx(2 / 3) and m["scope.right_fact"] == pytest.approx(1 / 3)
     assert m["scope.accuracy_pooled"] == pytest.approx(4 / 6)
+
+
+def _case(case_id, index, subject, true, new, locality):
+    return Case(case_id, index, f"The father of {subject} is", new, subject, true,
+                probes=[Probe("locality", prompt, ((answer,),)) for prompt, answer in locality])
+
+
+def test_locality_probes_that_ask_an_edited_fact():
+    """A locality probe that names an update's subject and expects its original answer asks the edited fact;
+    one that excludes the update's new object asks for another value; groups of N do not see each other."""
+    cases = [_case("a", 0, "Cheyenne Brando", "Marlon Brando", "Marcel Brando",
+                   [("The father of Cheyenne Brando is", "marlon brando."),  # the update's own relation
+                    ("The mother of Cheyenne Brando is", "Tarita"),
+                    ("The father of Cheyenne Brando, which is not Marcel Brando, is", "Marlon Brando")]),
+             _case("b", 1, "Leto", "Coeus", "Zeus", [("Cheyenne Brando father", "Marlon Brando")])]
+    assert edited_fact_probes(cases, 2) == {("a", "The father of Cheyenne Brando is"), ("b", "Cheyenne Brando father")}
+    assert edited_fact_probes(cases, 1) == {("a", "The father of Cheyenne Brando is")}
+    # Report side: locality and scope accuracy without them (hand-computed).
+    from scr.evaluation.report import _unedited_metrics
+
+    records = [{"case_id": "a", "probes": [{"kind": "reliability", "sub": None, "score": 1.0, "in_scope": True},
+                                           {"kind": "locality", "sub": None, "prompt": "The father of Cheyenne Brando is",
+                                            "score": 0.0, "in_scope": True},
+                                           {"kind": "locality", "sub": None, "prompt": "The mother of Cheyenne Brando is",
+                                            "score": 1.0, "in_scope": False}]}]
+    m = _unedited_metrics(records, edited_fact_probes(cases, 2))
+    assert m == {"locality_edited_share": 0.5, "locality_unedited": 1.0, "scope_accuracy_unedited": 1.0}
+    assert _unedited_metrics(records, set()) == {}
+
+
+@pytest.mark.data
+def test_knowedit_locality_probes_that_ask_the_edited_fact():
+    """ZsRE test: Cheyenne Brando's update changes his father, and its own locality probe asks for his father."""
+    zsre = load_cases(DATA_DIR / "knowedit/zsre_test.json")
+    flagged = edited_fact_probes(zsre, 1)
+    brando = next(c for c in zsre if c.subject == "Cheyenne Brando")
+    assert (brando.case_id, "The father of Cheyenne Brando is") in flagged
+    assert 0.1 < len(flagged) / sum(p.kind == "locality" for c in zsre for p in c.probes) < 0.2
+    wiki = load_cases(DATA_DIR / "knowedit/wiki_counterfact_test.json", limit=1)
+    assert not edited_fact_probes(wiki, 1)  # "..., which is not Syria, is" asks for another value
 
 
 def test_config_parsing(tmp_path):

@@ -9,6 +9,13 @@ Teacher-forced mode (EasyEdit-compatible): the prompt followed by the target, sc
   token accuracy   fraction of target tokens that are the model's argmax
   locality         fraction of positions whose argmax token equals the unmodified model's argmax
 
+Locality probes that ask an edited fact: KnowEdit's locality sets hold probes that ask the very (subject,
+relation) another update of the same run changes ("The father of Cheyenne Brando is" beside the update "The
+father of Cheyenne Brando was who? Marcel Brando."): in a sequential run the right answer to them changes, so
+"unchanged" scores a correct update as damage. ``edited_fact_probes`` finds them without a model (the probe
+names an update's subject and its expected answer is that update's original answer) and ``locality_unedited``
+/ ``scope_accuracy_unedited`` are reported beside the raw figures, which stay the headline.
+
 Aggregation: per case and kind, the mean over that kind's probes; a case's portability (locality) is the mean
 of its sub-kinds; a kind's overall score is the mean over the cases that have it. ``average`` is the mean of
 the four main kinds present (the SCR paper's "average score").
@@ -71,6 +78,34 @@ def parse_verdict(text: str | None) -> bool | None:
     if t.endswith("."):
         t = t[:-1].strip()
     return True if t == "A" else False if t == "B" else None
+
+
+def edited_fact_probes(cases, n: int) -> set[tuple[str, str]]:
+    """(case_id, prompt) of the locality probes that ask a fact an update in their group of ``n`` changes.
+
+    A probe asks an edited fact when it contains an update's subject (case-insensitive) and one of its expected
+    answers is that update's original answer (``target_true``), unless it excludes the update's new object by
+    name ("..., which is not Syria, is": it asks for another value). Cases without ``target_true`` never match.
+    """
+    from scr.scope import excludes_object
+
+    flagged: set[tuple[str, str]] = set()
+    groups: dict[int, list] = {}
+    for case in cases:
+        groups.setdefault(case.index // n, []).append(case)
+    for members in groups.values():
+        edits = [(c.subject.lower(), normalize(c.target_true), c.target_new) for c in members
+                 if c.subject and c.target_true]
+        for case in members:
+            for probe in case.probes:
+                if probe.kind != "locality":
+                    continue
+                prompt = probe.prompt.lower()
+                expected = {normalize(a) for group in probe.answers for a in group}
+                if any(subject in prompt and original in expected and not excludes_object(probe.prompt, new)
+                       for subject, original, new in edits):
+                    flagged.add((case.case_id, probe.prompt))
+    return flagged
 
 
 # ----- aggregation ------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from scr.evaluation.metrics import MAIN, aggregate, case_scores, scope_metrics
+from scr.evaluation.metrics import MAIN, aggregate, case_scores, edited_fact_probes, scope_metrics
 from scr.evaluation.methods import kind_of
 from scr.evaluation.runner import Records, in_grouping, method_slug, reported_methods
 
@@ -41,6 +41,7 @@ def _method_summary(ctx, evaluator, name: str) -> dict | None:
         metrics = aggregate([s for _, s in per_case])
         probes = [p for r in cases for p in r["probes"]]
         metrics.update(scope_metrics(probes))
+        metrics.update(_unedited_metrics(cases, edited_fact_probes(ctx.cases, n)))
         judged = [p for p in probes if "judge_raw" in p]
         if judged:
             metrics["judge.unparsed"] = sum(p.get("judge") is None for p in judged) / len(judged)
@@ -68,6 +69,25 @@ def _method_summary(ctx, evaluator, name: str) -> dict | None:
     return {"metrics": by_n[main_n]["metrics"], "n": int(main_n), "complete": by_n[main_n]["complete"],
             "cost": by_n[main_n]["cost"], "by_n": by_n, "info": method.info(),
             "records": str(Path("records") / f"{method_slug(name)}.jsonl"), "cases": main_cases}
+
+
+def _unedited_metrics(cases: list[dict], edited: set[tuple[str, str]]) -> dict[str, float]:
+    """Locality and scope accuracy without the locality probes that ask an edited fact (metrics.py)."""
+    if not edited:
+        return {}
+    def asks_edited(r, p) -> bool:
+        return p["kind"] == "locality" and (r["case_id"], p["prompt"]) in edited
+
+    n_locality = sum(p["kind"] == "locality" for r in cases for p in r["probes"])
+    kept = [[p for p in r["probes"] if not asks_edited(r, p)] for r in cases]
+    locality = [s["locality"] for s in (case_scores(ps) for ps in kept) if "locality" in s]
+    out = {"locality_edited_share": sum(asks_edited(r, p) for r in cases for p in r["probes"]) / max(n_locality, 1)}
+    if locality:
+        out["locality_unedited"] = sum(locality) / len(locality)
+    scope = scope_metrics([p for ps in kept for p in ps])
+    if "scope_accuracy" in scope:
+        out["scope_accuracy_unedited"] = scope["scope_accuracy"]
+    return out
 
 
 def _round(d: dict) -> dict:
@@ -259,7 +279,10 @@ def _metric_note(mode: str) -> str:
                 "to the unmodified model's answer; `locality_gt`: it contains the dataset's locality answer. "
                 "Scope (SCR): in-scope probes accepted (`scope.accept_rate`), locality probes rejected "
                 "(`scope.reject_rate`); `scope_accuracy` is their mean (balanced accuracy); `scope.right_fact`: "
-                "in-scope probes answered with the case's own fact.")
+                "in-scope probes answered with the case's own fact. `locality_unedited`, `scope_accuracy_unedited`: "
+                "the same without the locality probes that ask a fact an update of the run changes, often the case's "
+                "own (they name an update's subject and expect its original answer; `locality_edited_share` is "
+                "their share): their right answer changes with the update.")
     return ("Teacher-forced (EasyEdit-compatible) on raw prompts: token accuracy of the target; locality: "
             "agreement of argmax tokens with the unmodified model on the locality prompt + its answer.")
 
