@@ -49,13 +49,17 @@ def main(
     answer_style: Optional[str] = typer.Option(
         None, "--answer-style", help="paper, or object-first (the answer to a question asking exactly a fact's "
                                      "relation starts with the fact's object)"),
+    context_facts: Optional[int] = typer.Option(
+        None, "--context-facts", help="facts an in-scope answer reads (the chosen one, then others that passed "
+                                      "the scope check)"),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="answer length limit"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ..."),
 ) -> None:
     overrides = dict(kb_dir=kb, store=store, chroma_url=chroma_url, llm=llm, embedder=embedder, backend=backend,
                      vllm_url=vllm_url, k=k, scope_mode=scope_mode, scope_threshold=scope_threshold,
                      scope_min_probability=scope_min_probability, scope_encoder=scope_encoder,
-                     answer_style=answer_style, max_new_tokens=max_new_tokens, device=device)
+                     answer_style=answer_style, context_facts=context_facts, max_new_tokens=max_new_tokens,
+                     device=device)
     ctx.obj = {"config": config, "overrides": overrides}
 
 

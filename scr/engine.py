@@ -59,7 +59,8 @@ class Engine:
     def pipeline(self) -> SCRPipeline:
         s = self.settings
         return SCRPipeline(self.kb(create=True), self.backend, self.scope, k=s.k, max_new_tokens=s.max_new_tokens,
-                           max_question_chars=s.max_question_chars, answer_style=s.answer_style)
+                           max_question_chars=s.max_question_chars, answer_style=s.answer_style,
+                           context_facts=s.context_facts)
 
     # Knowledge base ----------------------------------------------------------------------------------------
     def ingest(self, paths: Sequence[str | Path], skip_invalid: bool = False, progress=None,

@@ -54,9 +54,12 @@ def base_prompt(question: str):
 
 class SCRPipeline:
     def __init__(self, kb: KnowledgeBase, backend: LLMBackend, scope: ScopeChecker, k: int = 5,
-                 max_new_tokens: int = 48, max_question_chars: int = 4000, answer_style: str = "object-first"):
+                 max_new_tokens: int = 48, max_question_chars: int = 4000, answer_style: str = "object-first",
+                 context_facts: int = 1):
         if answer_style not in ANSWER_STYLES:
             raise ValueError(f"unknown answer style {answer_style!r} ({', '.join(ANSWER_STYLES)})")
+        if context_facts < 1:
+            raise ValueError(f"context_facts must be at least 1, got {context_facts}")
         self.kb = kb
         self.backend = backend
         self.scope = scope
@@ -64,6 +67,7 @@ class SCRPipeline:
         self.max_new_tokens = max_new_tokens
         self.max_question_chars = max_question_chars
         self.answer_style = answer_style
+        self.context_facts = context_facts
 
     def ask(self, question: str) -> Answer:
         return self.ask_batch([question])[0]
@@ -77,12 +81,19 @@ class SCRPipeline:
 
         return MultiHopReasoner(self, max_hops=max_hops, decompose=decompose).ask_batch(questions)
 
-    def answer_prompt(self, question: str, hit: FactHit, decision: ScopeDecision):
-        """The paper's prompt with the fact in context. In the object-first style, when the question asks exactly
+    def context(self, hits: list[FactHit], decision: ScopeDecision) -> list[FactHit]:
+        """The facts the answer reads: the chosen one, then up to ``context_facts - 1`` others that passed the scope
+        check, best first. A question asking exactly one fact's relation reads that fact alone."""
+        if decision.asks_object:
+            return [hits[decision.fact_index]]
+        return [hits[i] for i in (decision.fact_index, *decision.others)][: self.context_facts]
+
+    def answer_prompt(self, question: str, facts: list[FactHit], decision: ScopeDecision):
+        """The paper's prompt with the fact(s) in context. In the object-first style, when the question asks exactly
         the fact's relation about its subject, the answer starts with the fact's object and the model goes on
         from there (a small model reading a fact often restates the question instead of answering it)."""
-        chat = as_chat(prompts.paper_answer(hit.text, question))
-        start = fact_object(hit) if self.answer_style == "object-first" and decision.asks_object else None
+        chat = as_chat(prompts.paper_answer(" ".join(f.text for f in facts), question))
+        start = fact_object(facts[0]) if self.answer_style == "object-first" and decision.asks_object else None
         return chat + [{"role": "assistant", "content": start}] if start else chat
 
     def ask_batch(self, questions: Sequence[str]) -> list[Answer]:
@@ -103,16 +114,16 @@ class SCRPipeline:
             texts = self.backend.generate([base_prompt(questions[n]) for n in out_scope], self.max_new_tokens)
             for n, text in zip(out_scope, texts):
                 answers[n] = text
+        used = {n: self.context(candidates[n], decisions[n]) for n in in_scope}
         if in_scope:
-            chats = [self.answer_prompt(questions[n], candidates[n][decisions[n].fact_index], decisions[n])
-                     for n in in_scope]
+            chats = [self.answer_prompt(questions[n], used[n], decisions[n]) for n in in_scope]
             for n, text in zip(in_scope, self.backend.generate(chats, self.max_new_tokens)):
                 answers[n] = text
         t3 = time.perf_counter()
         timings = {"retrieve_s": t1 - t0, "scope_s": t2 - t1, "answer_s": t3 - t2, "total_s": t3 - t0}
         return [
             Answer(question=q, answer=answers[n], in_scope=decisions[n].in_scope,
-                   facts=[candidates[n][decisions[n].fact_index]] if decisions[n].in_scope else [],
+                   facts=used.get(n, []),
                    candidates=candidates[n], timings=timings, scope_output=decisions[n].raw)
             for n, q in enumerate(questions)
         ]

@@ -50,6 +50,9 @@ class ScopeDecision:
     # The question names the fact's subject and asks exactly its relation (subject-relation modes), so the
     # fact's object is the answer (not a step towards it, as in "the currency of the country of X").
     asks_object: bool = False
+    # The other candidates that passed the same check, best first: extra context when the answer may use several
+    # facts (``Settings.context_facts``; sentences of one document, each holding part of an answer).
+    others: tuple[int, ...] = ()
 
     @property
     def in_scope(self) -> bool:
@@ -75,9 +78,9 @@ class SimilarityScope:
     def decide(self, questions, candidates):
         out = []
         for hits in candidates:
-            best = max(range(len(hits)), key=lambda i: hits[i].key_score, default=None)
-            ok = best is not None and hits[best].key_score >= self.threshold
-            out.append(ScopeDecision(best if ok else None))
+            passing = sorted((i for i, h in enumerate(hits) if h.key_score >= self.threshold),
+                             key=lambda i: -hits[i].key_score)
+            out.append(ScopeDecision(passing[0], others=tuple(passing[1:])) if passing else ScopeDecision(None))
         return out
 
 
@@ -213,8 +216,9 @@ class SubjectRelationScope:
             exact.update(same_relation)  # a relation wording as close as a paraphrase asks the same relation
         decisions = []
         for n, (hits, ok) in enumerate(zip(candidates, passing)):
-            best = max(ok, key=lambda i: hits[i].key_score, default=None)
-            decisions.append(ScopeDecision(best, asks_object=exact.get((n, best), False)))
+            ranked = sorted(ok, key=lambda i: -hits[i].key_score)
+            best = ranked[0] if ranked else None
+            decisions.append(ScopeDecision(best, asks_object=exact.get((n, best), False), others=tuple(ranked[1:])))
         return decisions
 
 

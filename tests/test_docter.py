@@ -213,6 +213,9 @@ def test_method_names():
     atomic = parse_method("scr-atomic-object-first")
     assert (atomic.source, atomic.answer_style) == ("atomic", "object-first")
     assert parse_method("scr-paper-answers").answer_style == "paper" and parse_method("scr").answer_style is None
+    context = parse_method("scr-atomic-context3-object-first")
+    assert (context.source, context.context_facts, context.answer_style) == ("atomic", 3, "object-first")
+    assert parse_method("scr").context_facts is None
     for bad, message in (("scr-words", "unknown DocTER method"), ("come-extracted", "old answer"),
                          ("memit-extracted-object-first", "unknown DocTER method")):
         with pytest.raises(ValueError, match=message):

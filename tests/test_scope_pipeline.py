@@ -10,8 +10,8 @@ import pytest
 from scr.kb import FactInput
 from scr.kb.records import FactHit
 from scr.pipeline import QuestionError, SCRPipeline
-from scr.scope import (GatedChoiceScope, LLMChoiceScope, PaperScope, SimilarityScope, SubjectRelationScope,
-                       excludes_object, make_scope_checker, names_subject, parse_paper_output,
+from scr.scope import (GatedChoiceScope, LLMChoiceScope, PaperScope, ScopeDecision, SimilarityScope,
+                       SubjectRelationScope, excludes_object, make_scope_checker, names_subject, parse_paper_output,
                        relation_wording, relation_words)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "knowledge_base"
@@ -38,8 +38,9 @@ def test_paper_output_parsing(output, expected):
 
 def test_similarity_gate_uses_the_key_score():
     gate = SimilarityScope(threshold=0.6)
-    decisions = gate.decide(["q1", "q2", "q3"], [[hit("a", 0.5), hit("b", 0.7)], [hit("a", 0.59)], []])
-    assert [d.fact_index for d in decisions] == [1, None, None]
+    decisions = gate.decide(["q1", "q2", "q3"], [[hit("a", 0.5), hit("b", 0.7), hit("c", 0.9)], [hit("a", 0.59)], []])
+    assert [d.fact_index for d in decisions] == [2, None, None]
+    assert decisions[0].others == (1,)  # also passed, next best
 
 
 def test_gated_choice_asks_the_llm_only_between_eligible_facts(smol_backend):
@@ -218,6 +219,26 @@ def test_object_first_answers_start_with_the_fact_object_only_when_it_is_the_ans
     assert chancellor.in_scope and chancellor.answer.startswith("Friedrich Merz")
     with pytest.raises(ValueError, match="unknown answer style"):
         SCRPipeline(pipeline.kb, pipeline.backend, pipeline.scope, answer_style="extractive")
+
+
+def test_answers_read_several_facts_that_passed_the_scope_check(make_kb, embedder, smol_backend):
+    """context_facts = 2: a question whose answer sits in the second-best of the sentences that passed the gate is
+    answered from both (the document-sentence case); with 1, only the best is read; out of scope stays plain."""
+    kb = make_kb()
+    kb.add([FactInput(text="Northwind Labs announced a new chief executive on Monday."),
+            FactInput(text="The new chief executive of Northwind Labs is Priya Natarajan.")])
+    gate = make_scope_checker("similarity", smol_backend, 0.3)
+    question = "Who is the new chief executive of Northwind Labs announced on Monday?"
+    one = SCRPipeline(kb, smol_backend, gate, context_facts=1).ask_batch([question, "What is the capital of France?"])
+    two = SCRPipeline(kb, smol_backend, gate, context_facts=2).ask_batch([question, "What is the capital of France?"])
+    assert len(one[0].facts) == 1 and len(two[0].facts) == 2
+    assert {f.text for f in two[0].facts} == {f.text for f in two[0].candidates}
+    assert two[0].facts[0] == one[0].facts[0]  # the best first
+    prompt = SCRPipeline(kb, smol_backend, gate).answer_prompt(question, two[0].facts, ScopeDecision(0))
+    assert all(f.text in prompt[-1]["content"] for f in two[0].facts)
+    assert two[1].answer == one[1].answer and not two[1].facts
+    with pytest.raises(ValueError, match="context_facts"):
+        SCRPipeline(kb, smol_backend, gate, context_facts=0)
 
 
 @pytest.mark.parametrize("bad, message", [("", "empty"), ("   ", "empty"), ("x" * 201, "limit is 200"),

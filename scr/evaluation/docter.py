@@ -7,6 +7,8 @@ Every DocTER document (docter_data.py) is a press-release-style text that assert
   scr-atomic           the same, the knowledge base holding the facts the served LLM extracted from them
                        (scr/kb/extract.py)
   scr-upper            UPPER BOUND: the knowledge base holds the benchmark's own edits ("<query> <altered>.")
+  scr...-context<N>    any of these with answers that read up to N facts that passed the scope check (a document's
+                       sentences each hold part of an answer; ``Settings.context_facts``)
   <editor>-extracted   a parameter editor (memit, alphaedit, balancedit, ...) applying, in sequential batches, the
                        extracted facts that form a triple (prompt "<subject> <relation>", target "<object>")
   <editor>-upper       UPPER BOUND: the editor applying the benchmark's own query -> altered_target pairs
@@ -39,6 +41,7 @@ import hashlib
 import json
 import random
 import shlex
+import re
 import statistics
 import sys
 import time
@@ -111,6 +114,7 @@ class MethodSpec:
     source: str | None = None  # scr: sentences | atomic | upper; edit: extracted | upper
     editor: str | None = None
     answer_style: str | None = None  # scr: None = the settings' own
+    context_facts: int | None = None  # scr: None = the settings' own
 
     @property
     def upper_bound(self) -> bool:
@@ -118,16 +122,23 @@ class MethodSpec:
 
 
 def parse_method(name: str) -> MethodSpec:
-    """``base``, ``scr[-sentences|-atomic|-upper][-object-first|-paper-answers]`` or
-    ``<editor>-(extracted|upper)``; ValueError otherwise."""
+    """``base``, ``scr[-sentences|-atomic|-upper][-context<N>][-object-first|-paper-answers]`` or
+    ``<editor>-(extracted|upper)``; ValueError otherwise. ``-context<N>``: answers read up to N facts that passed
+    the scope check (``Settings.context_facts``)."""
     n = name.strip().lower()
     if n == "base":
         return MethodSpec("base")
     n, style = split_answer_style(n)
+    context = re.search(r"-context(\d+)$", n) if n.startswith("scr") else None
+    facts = int(context.group(1)) if context else None
+    if context:
+        n = n[: context.start()]
+        if not 1 <= facts <= 20:
+            raise ValueError(f"{name}: -context<N> takes N from 1 to 20")
     if n in ("scr", "scr-sentences"):
-        return MethodSpec("scr", "sentences", answer_style=style)
+        return MethodSpec("scr", "sentences", answer_style=style, context_facts=facts)
     if n.startswith("scr-") and n[4:] in SOURCES["scr"]:
-        return MethodSpec("scr", n[4:], answer_style=style)
+        return MethodSpec("scr", n[4:], answer_style=style, context_facts=facts)
     editor, _, source = n.rpartition("-")
     from scr.editing import METHODS
 
@@ -136,7 +147,7 @@ def parse_method(name: str) -> MethodSpec:
             raise ValueError(f"{name}: CoME unlearns the old answer, which extracted facts do not have")
         return MethodSpec("edit", source, editor)
     raise ValueError(f"unknown DocTER method {name!r}: base, scr, scr-sentences, scr-atomic, scr-upper (each "
-                     f"optionally ending -{' or -'.join(ANSWER_SUFFIXES)}), or <editor>-extracted / <editor>-upper "
+                     f"optionally followed by -context<N>, then -{' or -'.join(ANSWER_SUFFIXES)}), or <editor>-extracted / <editor>-upper "
                      f"with an editor of {', '.join(METHODS)}")
 
 
@@ -273,7 +284,9 @@ class DocterRunner:
         if spec.kind == "base":
             method: Method = BaseMethod(self.memo)
         elif spec.kind == "scr":
-            method = DocumentSCR(self.settings, self.memo, self.embedder, spec.source, name, self.out / "tmp",
+            settings = self.settings.model_copy(update={"context_facts": spec.context_facts or
+                                                        self.settings.context_facts})
+            method = DocumentSCR(settings, self.memo, self.embedder, spec.source, name, self.out / "tmp",
                                  spec.answer_style)
         else:
             method = EditingMethod(spec.editor, self.settings, self.config.edit_batch_size, self.config.editing,

@@ -180,7 +180,7 @@ class SCRMethod(Method):
         pipeline = engine.pipeline
         pipeline.max_new_tokens = max_new_tokens
         answers = pipeline.ask_batch([q.probe.prompt for q in queries])
-        return [Response(a.answer, a.in_scope, a.facts[0].text if a.facts else None) for a in answers]
+        return [Response(a.answer, a.in_scope, " ".join(f.text for f in a.facts) or None) for a in answers]
 
     def score(self, queries, continuations):
         # The pipeline's own retrieval and scope check; the prompt it would answer with, scored by teacher forcing.
@@ -195,7 +195,7 @@ class SCRMethod(Method):
         for q in questions:
             hits, d = decided[q]
             if d.in_scope:
-                fact = hits[d.fact_index].text
+                fact = " ".join(f.text for f in pipeline.context(hits, d))
                 prompts.append(raw_answer_prompt(fact, q))
                 responses.append(Response("", True, fact))
             else:
@@ -215,6 +215,8 @@ class SCRMethod(Method):
             info.update(scope_relation_band=s.scope_relation_band)
         if s.answer_style != "paper":  # only when set, so that earlier runs keep their hash
             info.update(answer_style=s.answer_style)
+        if s.context_facts != 1:  # likewise
+            info.update(context_facts=s.context_facts)
         if s.scope_mode in ("encoder", "relation-encoder"):
             path = s.scope_encoder or DEFAULT_ENCODER_PATH
             encoder = read_info(path)
