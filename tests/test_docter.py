@@ -255,6 +255,27 @@ def test_evaluator_end_to_end_then_resumes_without_work(tmp_path, smol_backend, 
     for case in extracted + again.edit_cases("upper", again.cases)[0]:
         request = case.edit_request()
         assert request.subject in request.prompt and request.target_new
+
+    # A fresh checkout (no cache/): a new method's neighbour references come from the base records, not the model.
+    shutil.rmtree(out / "cache")
+    asked = []
+
+    class Recording:
+        name = smol_backend.name
+
+        def generate(self, prompts, max_new_tokens=48):
+            asked.extend(prompts)
+            return smol_backend.generate(prompts, max_new_tokens)
+
+        def close(self):
+            pass
+
+    logged = []
+    context = DocterConfig(**{**config.model_dump(), "methods": ["scr-upper-context2"]})
+    DocterRunner(context, command="test", log=logged.append, backend=Recording(), embedder=embedder).run()
+    neighbours = {p for d in again.cases for p in d.neighbours}
+    assert not any(p[-1]["content"] in neighbours for p in asked if len(p) == 1)
+    assert any("answers of the unmodified model from" in m for m in logged)
     shutil.rmtree(out)
 
 

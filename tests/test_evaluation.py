@@ -365,6 +365,36 @@ def test_scripted_run_matches_hand_computed_metrics(tiny_data, tmp_path):
     assert again.calls == 0 and report3["run"]["command"] == "test"  # the command that produced the records
 
 
+def test_a_fresh_checkout_takes_the_unmodified_answers_from_the_base_records(tiny_data, tmp_path):
+    """cache/ is run-local and not committed: a later run in a fresh checkout reads the unmodified model's answers
+    back from records/base.jsonl (same hash) instead of regenerating the locality references."""
+    import shutil
+
+    from scr.evaluation.runner import Evaluator
+
+    class Recording(ScriptedBackend):
+        def __init__(self, table):
+            super().__init__(table)
+            self.asked = []
+
+        def generate(self, prompts, max_new_tokens=48):
+            self.asked += [self._text(p) for p in prompts]
+            return super().generate(prompts, max_new_tokens)
+
+    out = tmp_path / "run"
+    base = EvalConfig(data=str(tiny_data), methods=["base"], out=str(out), max_new_tokens=8)
+    Evaluator(base, backend=ScriptedBackend(ANSWERS), command="test", log=lambda m: None, progress=False).run()
+    shutil.rmtree(out / "cache")
+    fresh = Recording(ANSWERS)
+    logged = []
+    oracle = base.model_copy(update={"methods": ["context-oracle"]})
+    report = Evaluator(oracle, backend=fresh, command="test", log=logged.append, progress=False).run()
+    assert "The anthem of Freedonia is" not in fresh.asked and "Where does Alice live?" not in fresh.asked
+    assert any(a.startswith("Answer the question based") for a in fresh.asked)  # in-scope answers still generated
+    assert report["methods"]["context-oracle"]["metrics"]["locality"] == 1.0
+    assert any("answers of the unmodified model from" in m for m in logged)
+
+
 def test_interrupted_run_continues(tiny_data, tmp_path):
     from scr.evaluation.runner import Evaluator
 

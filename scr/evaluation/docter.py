@@ -267,6 +267,19 @@ class DocterRunner:
         self.digests = digests(self.paths)
 
         self.memo = memo_backend(s, self.out, self.log, self._backend)
+        self._seed_memo()
+
+    def _seed_memo(self) -> None:
+        """The unmodified model's answers in this run's ``base`` records (same hash) go into the memo: a fresh
+        checkout then does not regenerate the neighbours' reference answers (runner.Evaluator._seed_memo)."""
+        records = self.records("base")
+        rows = records.select(self.method_hash("base", BaseMethod(self.memo)), "doc") if records.rows else []
+        probes = [p for r in rows for group in ("edit", "locality") for p in r.get(group, [])
+                  if isinstance(p.get("answer"), str)]
+        new = self.memo.seed_generations([base_prompt(p["prompt"]) for p in probes], [p["answer"] for p in probes],
+                                         self.config.max_new_tokens)
+        if new:
+            self.log(f"memo: {new} answers of the unmodified model from {records.path}")
 
     def embedder(self):
         if self._embedder is None:

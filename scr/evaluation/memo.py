@@ -74,6 +74,18 @@ class MemoBackend:
             self._store(dict(zip(missing.keys(), results)))
         return [decode(self._memo[k]) for k in keys]
 
+    def seed_generations(self, prompts: Sequence[Prompt], answers: Sequence[str], max_new_tokens: int) -> int:
+        """Known answers of this unmodified model (a committed run's ``base`` records), kept in memory beside the
+        memo; existing entries win. Returns how many were new. A fresh checkout has no ``cache/``, and without
+        this every run there would first regenerate the reference answers the base records already hold."""
+        new = 0
+        for prompt, answer in zip(prompts, answers):
+            key = self._key("gen", prompt, max_new_tokens)
+            if key not in self._memo:
+                self._memo[key] = answer
+                new += 1
+        return new
+
     # LLMBackend protocol ------------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Prompt], max_new_tokens: int = 48) -> list[str]:
         keys = [self._key("gen", p, max_new_tokens) for p in prompts]

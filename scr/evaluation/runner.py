@@ -232,7 +232,21 @@ class Evaluator:
         ctx = RunContext(c, self.settings, out, data_path, file_digest(data_path), cases, total, memo, self.command,
                          self.log)
         ctx._embedder = self._embedder
+        self._seed_memo(ctx)
         return ctx
+
+    def _seed_memo(self, ctx: RunContext) -> None:
+        """The unmodified model's answers recorded by this run's ``base`` method (same hash: same data, model and
+        generation settings) go into the memo, so a fresh checkout does not regenerate them."""
+        path = ctx.out / "records" / f"{method_slug('base')}.jsonl"
+        if self.config.mode != "generation" or not path.exists():
+            return
+        h = self._config_hash(ctx, self._make_method("base", ctx))
+        probes = [p for r in Records(path).select(h, "case") for p in r["probes"] if isinstance(p.get("answer"), str)]
+        new = ctx.memo.seed_generations([base_prompt(p["prompt"]) for p in probes], [p["answer"] for p in probes],
+                                        self.config.max_new_tokens)
+        if new:
+            self.log(f"memo: {new} answers of the unmodified model from {path}")
 
     def _make_method(self, name: str, ctx: RunContext) -> Method:
         return make_method(name, self.settings, ctx.memo, ctx.embedder, workdir=ctx.out / "tmp",
