@@ -39,7 +39,8 @@ ROWS = [  # (method in the reports, what it is, latency-benchmark mode)
     ("scr-encoder", "scope cross-encoder", "encoder"),
     ("scr-relation-encoder", "subject-relation check; relation wordings in [0.5, 0.75) left to the encoder",
      "relation-encoder"),
-    ("scr-default-object-first", "subject-relation check + object-first answers (default since 2026-11-24)",
+    ("scr-default-object-first", "subject-relation check + object-first answers (default since 2026-11-24; "
+     "WikiData_counterfact row with the exclusion rule)",
      "subject-relation+object-first"),
 ]
 METRICS = ["reliability", "generalization", "locality", "portability", "scope_accuracy", "locality_unedited",
@@ -65,9 +66,10 @@ def locality_notes() -> list[str]:
         report = json.loads((RESULTS / folder / "report.json").read_text())
         share = report["methods"].get("base", {}).get("metrics", {}).get("locality_edited_share")
         if share is not None:
+            example = (" (mostly the case's own update: \"The father of Cheyenne Brando is\" beside the update of his "
+                       "father)" if "ZsRE" in title else "")
             out.append(f"- {title}: {100 * share:.1f}% of the locality probes name an update's subject and expect that "
-                       "update's original answer (often the case's own update: ZsRE's \"The father of Cheyenne Brando "
-                       "is\" beside the update of his father); their right answer changes, so `*_unedited` leave them out.")
+                       f"update's original answer{example}; their right answer changes, so `*_unedited` leave them out.")
     return out
 
 
@@ -112,7 +114,11 @@ def main(argv: list[str] | None = None) -> None:
               "- WikiData_counterfact locality also holds 468 Forgetfulness probes (\"..., which is not <new target>,",
               "  is\"): they ask for another value of the edited relation. Since 2026-11-24 the subject-relation",
               "  modes drop a fact whose object the question excludes by name (`evals/results/scope_exclusion.md`:",
-              "  the rule fires on 99.6% of the train split's Forgetfulness probes and on no other probe set).", ""]
+              "  the rule fires on 99.6% of the train split's Forgetfulness probes and on no other probe set). The",
+              "  WikiData_counterfact scr-default-object-first row was re-run with it (Forgetfulness 6.0 -> 95.5); the",
+              "  scr-default and scr-relation-encoder rows there were measured before it (their records hash the same,",
+              "  so deleting them is how to re-run them). No ZsRE test probe excludes any stored object: its rows",
+              "  are unchanged by the rule.", ""]
     lines += [
               "- wall s: the run's own wall time on 2 cores, with the unmodified model's answers shared through the",
               "  suite's memo (computed once by `base`); a standalone run costs more (`evals/README.md`). The",
