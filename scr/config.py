@@ -81,7 +81,7 @@ class Settings(BaseModel):
     context_facts: int = Field(
         1, ge=1, le=20, description="facts an in-scope answer reads: the chosen one and up to this many minus one "
                                     "others that passed the scope check, best first (sentences of a document each "
-                                    "hold part of an answer; evals/results/docter_dev.md)")
+                                    "hold part of an answer; evals/results/docter_dev/report.md)")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="answer length limit in tokens")
     max_question_chars: int = Field(4000, ge=1, description="longer questions are rejected")
 

@@ -40,8 +40,8 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import shlex
 import re
+import shlex
 import statistics
 import sys
 import time
@@ -147,8 +147,8 @@ def parse_method(name: str) -> MethodSpec:
             raise ValueError(f"{name}: CoME unlearns the old answer, which extracted facts do not have")
         return MethodSpec("edit", source, editor)
     raise ValueError(f"unknown DocTER method {name!r}: base, scr, scr-sentences, scr-atomic, scr-upper (each "
-                     f"optionally followed by -context<N>, then -{' or -'.join(ANSWER_SUFFIXES)}), or <editor>-extracted / <editor>-upper "
-                     f"with an editor of {', '.join(METHODS)}")
+                     f"optionally followed by -context<N>, then -{' or -'.join(ANSWER_SUFFIXES)}), or "
+                     f"<editor>-extracted / <editor>-upper with an editor of {', '.join(METHODS)}")
 
 
 def load_docter_suite(path: str | Path) -> tuple[dict, dict]:

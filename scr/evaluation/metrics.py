@@ -10,8 +10,8 @@ Teacher-forced mode (EasyEdit-compatible): the prompt followed by the target, sc
   locality         fraction of positions whose argmax token equals the unmodified model's argmax
 
 Locality probes that ask an edited fact: KnowEdit's locality sets hold probes that ask the very (subject,
-relation) another update of the same run changes ("The father of Cheyenne Brando is" beside the update "The
-father of Cheyenne Brando was who? Marcel Brando."): in a sequential run the right answer to them changes, so
+relation) an update of the same run changes, often the case's own ("The father of Cheyenne Brando is" beside the
+update "The father of Cheyenne Brando was who? Marcel Brando."): the right answer to them changes, so
 "unchanged" scores a correct update as damage. ``edited_fact_probes`` finds them without a model (the probe
 names an update's subject and its expected answer is that update's original answer) and ``locality_unedited``
 / ``scope_accuracy_unedited`` are reported beside the raw figures, which stay the headline.

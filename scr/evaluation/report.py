@@ -75,6 +75,7 @@ def _unedited_metrics(cases: list[dict], edited: set[tuple[str, str]]) -> dict[s
     """Locality and scope accuracy without the locality probes that ask an edited fact (metrics.py)."""
     if not edited:
         return {}
+
     def asks_edited(r, p) -> bool:
         return p["kind"] == "locality" and (r["case_id"], p["prompt"]) in edited
 
