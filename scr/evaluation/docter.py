@@ -59,7 +59,7 @@ from scr.evaluation.docter_data import DocCase, digests, docter_paths, load_doct
 from scr.evaluation.methods import (ANSWER_SUFFIXES, BaseMethod, EditingMethod, Method, Query, SCRMethod,
                                     split_answer_style)
 from scr.evaluation.metrics import contains
-from scr.evaluation.runner import PeakMemory, Records, _hash, memo_backend, method_slug
+from scr.evaluation.runner import PeakMemory, Records, _hash, memo_backend, method_slug, seed_base_answers
 from scr.kb.extract import EXTRACT_PROMPT, AtomicExtractor, AtomicFact
 from scr.kb.ingest import sentence_facts
 from scr.kb.records import FactInput
@@ -274,12 +274,8 @@ class DocterRunner:
         checkout then does not regenerate the neighbours' reference answers (runner.Evaluator._seed_memo)."""
         records = self.records("base")
         rows = records.select(self.method_hash("base", BaseMethod(self.memo)), "doc") if records.rows else []
-        probes = [p for r in rows for group in ("edit", "locality") for p in r.get(group, [])
-                  if isinstance(p.get("answer"), str)]
-        new = self.memo.seed_generations([base_prompt(p["prompt"]) for p in probes], [p["answer"] for p in probes],
-                                         self.config.max_new_tokens)
-        if new:
-            self.log(f"memo: {new} answers of the unmodified model from {records.path}")
+        seed_base_answers(self.memo, [p for r in rows for group in ("edit", "locality") for p in r.get(group, [])],
+                          self.config.max_new_tokens, records.path, self.log)
 
     def embedder(self):
         if self._embedder is None:

@@ -130,6 +130,16 @@ def memo_backend(settings: Settings, out: Path, log: Log, backend=None) -> MemoB
     return MemoBackend(factory, namespace, out / "cache" / "llm.jsonl")
 
 
+def seed_base_answers(memo: MemoBackend, probes: list[dict], max_new_tokens: int, source: Path, log: Log) -> None:
+    """Put the answers of base-method probe records (``prompt``, ``answer``) into the memo, as the unmodified
+    model's answers to those questions asked plainly (``base_prompt``)."""
+    probes = [p for p in probes if isinstance(p.get("answer"), str)]
+    new = memo.seed_generations([base_prompt(p["prompt"]) for p in probes], [p["answer"] for p in probes],
+                                max_new_tokens)
+    if new:
+        log(f"memo: {new} answers of the unmodified model from {source}")
+
+
 def group_size(n: int, group: int, n_cases: int) -> int:
     """Cases in group ``group`` when ``n_cases`` cases are split into groups of ``n``."""
     return min(n, n_cases - group * n)
@@ -242,11 +252,8 @@ class Evaluator:
         if self.config.mode != "generation" or not path.exists():
             return
         h = self._config_hash(ctx, self._make_method("base", ctx))
-        probes = [p for r in Records(path).select(h, "case") for p in r["probes"] if isinstance(p.get("answer"), str)]
-        new = ctx.memo.seed_generations([base_prompt(p["prompt"]) for p in probes], [p["answer"] for p in probes],
-                                        self.config.max_new_tokens)
-        if new:
-            self.log(f"memo: {new} answers of the unmodified model from {path}")
+        seed_base_answers(ctx.memo, [p for r in Records(path).select(h, "case") for p in r["probes"]],
+                          self.config.max_new_tokens, path, self.log)
 
     def _make_method(self, name: str, ctx: RunContext) -> Method:
         return make_method(name, self.settings, ctx.memo, ctx.embedder, workdir=ctx.out / "tmp",
