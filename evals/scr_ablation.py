@@ -39,8 +39,7 @@ ROWS = [  # (method in the reports, what it is, latency-benchmark mode)
     ("scr-encoder", "scope cross-encoder", "encoder"),
     ("scr-relation-encoder", "subject-relation check; relation wordings in [0.5, 0.75) left to the encoder",
      "relation-encoder"),
-    ("scr-default-object-first", "subject-relation check + object-first answers (default since 2026-11-24; "
-     "WikiData_counterfact row with the exclusion rule)",
+    ("scr-default-object-first", "subject-relation check + object-first answers (default since 2026-11-24)",
      "subject-relation+object-first"),
 ]
 METRICS = ["reliability", "generalization", "locality", "portability", "scope_accuracy", "locality_unedited",
@@ -115,10 +114,9 @@ def main(argv: list[str] | None = None) -> None:
               "  is\"): they ask for another value of the edited relation. Since 2026-11-24 the subject-relation",
               "  modes drop a fact whose object the question excludes by name (`evals/results/scope_exclusion.md`:",
               "  the rule fires on 99.6% of the train split's Forgetfulness probes and on no other probe set). The",
-              "  WikiData_counterfact scr-default-object-first row was re-run with it (Forgetfulness 6.0 -> 95.5); the",
-              "  scr-default and scr-relation-encoder rows there were measured before it (their records hash the same,",
-              "  so deleting them is how to re-run them). No ZsRE test probe excludes any stored object: its rows",
-              "  are unchanged by the rule.", ""]
+              "  WikiData_counterfact rows of the three subject-relation methods were re-run with it (Forgetfulness",
+              "  6.0 -> 95.5 for the default); the records of a method hash the same before and after, so they were",
+              "  deleted to re-run. No ZsRE test probe excludes any stored object: its rows are unchanged by the rule.", ""]
     lines += [
               "- wall s: the run's own wall time on 2 cores, with the unmodified model's answers shared through the",
               "  suite's memo (computed once by `base`); a standalone run costs more (`evals/README.md`). The",
