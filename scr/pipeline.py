@@ -47,6 +47,11 @@ def check_questions(questions: Sequence[str], max_chars: int) -> list[str]:
     return checked
 
 
+def context_text(facts: Sequence[FactHit]) -> str:
+    """The facts an answer reads, as the one passage its prompt holds (and the evaluator records)."""
+    return " ".join(f.text for f in facts)
+
+
 def base_prompt(question: str):
     """How the unmodified model is asked: the question alone, in its chat template."""
     return as_chat(question)
@@ -92,7 +97,7 @@ class SCRPipeline:
         """The paper's prompt with the fact(s) in context. In the object-first style, when the question asks exactly
         the fact's relation about its subject, the answer starts with the fact's object and the model goes on
         from there (a small model reading a fact often restates the question instead of answering it)."""
-        chat = as_chat(prompts.paper_answer(" ".join(f.text for f in facts), question))
+        chat = as_chat(prompts.paper_answer(context_text(facts), question))
         start = fact_object(facts[0]) if self.answer_style == "object-first" and decision.asks_object else None
         return chat + [{"role": "assistant", "content": start}] if start else chat
 

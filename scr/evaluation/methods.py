@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 from scr import prompts as prompt_texts
 from scr.evaluation.data import Case, Probe
 from scr.llm.base import TokenScores, as_chat
-from scr.pipeline import base_prompt
+from scr.pipeline import base_prompt, context_text
 from scr.scope_encoder import DEFAULT_ENCODER_PATH, read_info
 
 SCOPE_MODES = ("default", "subject-relation", "relation-encoder", "paper", "llm", "similarity", "gated-llm", "encoder")
@@ -180,7 +180,7 @@ class SCRMethod(Method):
         pipeline = engine.pipeline
         pipeline.max_new_tokens = max_new_tokens
         answers = pipeline.ask_batch([q.probe.prompt for q in queries])
-        return [Response(a.answer, a.in_scope, " ".join(f.text for f in a.facts) or None) for a in answers]
+        return [Response(a.answer, a.in_scope, context_text(a.facts) or None) for a in answers]
 
     def score(self, queries, continuations):
         # The pipeline's own retrieval and scope check; the prompt it would answer with, scored by teacher forcing.
@@ -195,7 +195,7 @@ class SCRMethod(Method):
         for q in questions:
             hits, d = decided[q]
             if d.in_scope:
-                fact = " ".join(f.text for f in pipeline.context(hits, d))
+                fact = context_text(pipeline.context(hits, d))
                 prompts.append(raw_answer_prompt(fact, q))
                 responses.append(Response("", True, fact))
             else:
