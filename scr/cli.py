@@ -52,14 +52,17 @@ def main(
     context_facts: Optional[int] = typer.Option(
         None, "--context-facts", help="facts an in-scope answer reads (the chosen one, then others that passed "
                                       "the scope check)"),
+    scope_final_sentence: Optional[bool] = typer.Option(
+        None, "--final-sentence/--no-final-sentence",
+        help="check a question that no fact answers again on its last sentence, when text comes before it"),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="answer length limit"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ..."),
 ) -> None:
     overrides = dict(kb_dir=kb, store=store, chroma_url=chroma_url, llm=llm, embedder=embedder, backend=backend,
                      vllm_url=vllm_url, k=k, scope_mode=scope_mode, scope_threshold=scope_threshold,
                      scope_min_probability=scope_min_probability, scope_encoder=scope_encoder,
-                     answer_style=answer_style, context_facts=context_facts, max_new_tokens=max_new_tokens,
-                     device=device)
+                     answer_style=answer_style, context_facts=context_facts,
+                     scope_final_sentence=scope_final_sentence, max_new_tokens=max_new_tokens, device=device)
     ctx.obj = {"config": config, "overrides": overrides}
 
 

@@ -82,8 +82,18 @@ class Settings(BaseModel):
         1, ge=1, le=20, description="facts an in-scope answer reads: the chosen one and up to this many minus one "
                                     "others that passed the scope check, best first (sentences of a document each "
                                     "hold part of an answer; evals/results/docter_dev/report.md)")
+    scope_final_sentence: bool = Field(
+        True, description="a question that no fact answers and whose last sentence follows other text (\"The film "
+                          "came out in 2006. The mother tongue of X is\") is checked again on that sentence alone; "
+                          "not in paper mode, which stays as the paper has it (evals/results/final_sentence.md)")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="answer length limit in tokens")
     max_question_chars: int = Field(4000, ge=1, description="longer questions are rejected")
+
+    @property
+    def final_sentence_retry(self) -> bool:
+        """Whether the scope check retries on a question's last sentence (``scope_final_sentence``, never in the
+        paper's mode)."""
+        return self.scope_final_sentence and self.scope_mode != "paper"
 
     @field_validator("kb_dir", "scope_encoder", mode="before")
     @classmethod

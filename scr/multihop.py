@@ -170,7 +170,8 @@ class MultiHopReasoner:
             raise ValueError(f"unknown decomposition {decompose!r} (choose from {', '.join(DECOMPOSE_MODES)})")
         self.pipeline = pipeline
         self.hops = SCRPipeline(pipeline.kb, pipeline.backend, hop_scope(pipeline.scope), pipeline.k,
-                                pipeline.max_new_tokens, pipeline.max_question_chars)
+                                pipeline.max_new_tokens, pipeline.max_question_chars,
+                                scope_final_sentence=pipeline.scope_final_sentence)
         self.max_hops = max_hops
         self.decompose = decompose
         # A sub-question is one short line; a longer continuation is cut at its first line break anyway, and a

@@ -11,7 +11,7 @@ from scr import prompts
 from scr.kb.records import FactHit, fact_object
 from scr.kb.store import KnowledgeBase
 from scr.llm.base import LLMBackend, as_chat
-from scr.scope import ScopeChecker, ScopeDecision
+from scr.scope import ScopeChecker, ScopeDecision, final_sentence
 
 ANSWER_STYLES = ("paper", "object-first")
 
@@ -60,7 +60,7 @@ def base_prompt(question: str):
 class SCRPipeline:
     def __init__(self, kb: KnowledgeBase, backend: LLMBackend, scope: ScopeChecker, k: int = 5,
                  max_new_tokens: int = 48, max_question_chars: int = 4000, answer_style: str = "object-first",
-                 context_facts: int = 1):
+                 context_facts: int = 1, scope_final_sentence: bool = True):
         if answer_style not in ANSWER_STYLES:
             raise ValueError(f"unknown answer style {answer_style!r} ({', '.join(ANSWER_STYLES)})")
         if context_facts < 1:
@@ -73,6 +73,7 @@ class SCRPipeline:
         self.max_question_chars = max_question_chars
         self.answer_style = answer_style
         self.context_facts = context_facts
+        self.scope_final_sentence = scope_final_sentence
 
     def ask(self, question: str) -> Answer:
         return self.ask_batch([question])[0]
@@ -101,6 +102,25 @@ class SCRPipeline:
         start = fact_object(facts[0]) if self.answer_style == "object-first" and decision.asks_object else None
         return chat + [{"role": "assistant", "content": start}] if start else chat
 
+    def decide(self, questions: Sequence[str], candidates: list[list[FactHit]] | None = None
+               ) -> tuple[list[list[FactHit]], list[ScopeDecision]]:
+        """Each question's candidate facts (retrieved unless given) and its scope decision. A question that no fact
+        answers and whose last sentence follows other text is tried again on that sentence alone
+        (``final_sentence``): the text before it dilutes its similarity to every fact. The answer still reads the
+        whole question."""
+        candidates = list(candidates) if candidates is not None else self.kb.search(questions, self.k)
+        decisions = self.scope.decide(questions, candidates)
+        if self.scope_final_sentence:
+            retry = [(n, last) for n, (q, d) in enumerate(zip(questions, decisions))
+                     if not d.in_scope and (last := final_sentence(q))]
+            if retry:
+                lasts = [last for _, last in retry]
+                found = self.kb.search(lasts, self.k)
+                for (n, _), hits, decision in zip(retry, found, self.scope.decide(lasts, found)):
+                    if decision.in_scope:
+                        candidates[n], decisions[n] = hits, decision
+        return candidates, decisions
+
     def ask_batch(self, questions: Sequence[str]) -> list[Answer]:
         questions = check_questions(questions, self.max_question_chars)
         if not questions:
@@ -108,7 +128,7 @@ class SCRPipeline:
         t0 = time.perf_counter()
         candidates = self.kb.search(questions, self.k)
         t1 = time.perf_counter()
-        decisions = self.scope.decide(questions, candidates)
+        candidates, decisions = self.decide(questions, candidates)  # retries on a last sentence count as scope time
         t2 = time.perf_counter()
         in_scope = [n for n, d in enumerate(decisions) if d.in_scope]
         out_scope = [n for n, d in enumerate(decisions) if not d.in_scope]

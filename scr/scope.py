@@ -130,6 +130,27 @@ def excludes_object(question: str, obj: str | None) -> bool:
     return re.search(pattern, question, flags=re.IGNORECASE) is not None
 
 
+# A sentence ends at ".", "!" or "?" before a capital or a digit, or at a line break. A capitalised word of at most
+# three letters before the period is taken for an initial or a title ("Herbert T. Levack", "Gov. DeSantis",
+# "Mr. West"), as are dotted abbreviations ("U.S."), and ends no sentence.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\s*\n\s*")
+_ABBREVIATION = re.compile(r"(?:^|\s)(?:[A-Z][a-z]{0,2}|(?:[A-Za-z]\.)+[A-Za-z])\.$")
+
+
+def final_sentence(question: str, min_words: int = 2) -> str | None:
+    """The question's last sentence when text comes before it, else None. A query often opens with text that is
+    not the question ("The film was released in 2006. The mother tongue of X is"; a pasted passage, then the
+    question); that text dilutes the similarity of the whole query to any fact, so the scope check may retry on
+    the last sentence alone (``SCRPipeline``, ``Settings.scope_final_sentence``)."""
+    text = question.strip()
+    start = 0
+    for match in _SENTENCE_BREAK.finditer(text):
+        if "\n" in match.group() or not _ABBREVIATION.search(text[: match.start()]):
+            start = match.end()
+    last = text[start:].strip()
+    return last if start and len(last.split()) >= min_words else None
+
+
 class SubjectRelationScope:
     """The similarity gate, then the same-subject and same-relation check (module docstring).
 

@@ -238,6 +238,10 @@ def test_config_parsing(tmp_path):
     assert make_method("scr", Settings(), None, None).info()["answer_style"] == "object-first"
     # The paper style adds nothing to a method's identity, so runs made before the style existed still resume.
     assert "answer_style" not in make_method("scr-paper-answers", Settings(), None, None).info()
+    # Likewise the last-sentence retry: on by default, absent from the identity when off and in the paper's mode.
+    assert make_method("scr", Settings(), None, None).info()["scope_final_sentence"] is True
+    assert "scope_final_sentence" not in make_method("scr", Settings(scope_final_sentence=False), None, None).info()
+    assert "scope_final_sentence" not in make_method("scr-paper", Settings(), None, None).info()
     with pytest.raises(ValueError, match="unknown method 'scr-fancy-object-first'"):
         method_names_valid(["scr-fancy-object-first"])
 

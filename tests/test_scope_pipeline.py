@@ -11,8 +11,8 @@ from scr.kb import FactInput
 from scr.kb.records import FactHit
 from scr.pipeline import QuestionError, SCRPipeline
 from scr.scope import (GatedChoiceScope, LLMChoiceScope, PaperScope, ScopeDecision, SimilarityScope,
-                       SubjectRelationScope, excludes_object, make_scope_checker, names_subject, parse_paper_output,
-                       relation_wording, relation_words)
+                       SubjectRelationScope, excludes_object, final_sentence, make_scope_checker, names_subject,
+                       parse_paper_output, relation_wording, relation_words)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "knowledge_base"
 
@@ -239,6 +239,39 @@ def test_answers_read_several_facts_that_passed_the_scope_check(make_kb, embedde
     assert two[1].answer == one[1].answer and not two[1].facts
     with pytest.raises(ValueError, match="context_facts"):
         SCRPipeline(kb, smol_backend, gate, context_facts=0)
+
+
+@pytest.mark.parametrize("question, last", [
+    ("Shayna does this and Yossel goes still and dies. Danielle Darrieux, a native", "Danielle Darrieux, a native"),
+    ("Category:Mathematics\nThe mother tongue of X is", "The mother tongue of X is"),  # a line break
+    ("He moved to Rome. Where does he live?", "Where does he live?"),
+    ("In what war did Herbert T. Levack fight in?", None),  # an initial ends no sentence
+    ("The name of the spouse of Gov. DeSantis is", None),  # nor does a title
+    ("The U.S. Army fought. Who won?", "Who won?"),  # nor a dotted abbreviation; the next period does
+    ("Is it true? No.", None),  # one word: no question
+    ("Who is the CEO of Northwind Labs?", None),  # one sentence: nothing to retry
+])
+def test_final_sentence(question, last):
+    assert final_sentence(question) == last
+
+
+def test_scope_retries_on_the_last_sentence_of_a_question_led_by_other_text(pipeline, smol_backend):
+    """Text before the question dilutes its similarity to the fact: the whole question fails the check, its last
+    sentence passes, and the answer reads the fact with the WHOLE question. An unrelated last sentence stays out of
+    scope and is answered as before; the retry can be turned off."""
+    noise = ("Shayna does this and Yossel goes still and dies. The album was recorded in Nashville but never "
+             "released. It rained all week in Oslo.")
+    led, unrelated = f"{noise} Who is the CEO of Northwind Labs?", f"{noise} What is the capital of France?"
+    whole = pipeline.scope.decide([led], pipeline.kb.search([led], pipeline.k))[0]
+    assert not whole.in_scope  # the premise of the test: the whole question finds no fact
+    answered, plain = pipeline.ask_batch([led, unrelated])
+    assert answered.in_scope and answered.facts[0].text == FACTS[0]
+    assert answered.question == led
+    assert "Priya Natarajan" in answered.answer
+    assert not plain.in_scope
+    assert plain.answer == smol_backend.generate([[{"role": "user", "content": unrelated}]], 24)[0]
+    pipeline.scope_final_sentence = False
+    assert not pipeline.ask(led).in_scope
 
 
 @pytest.mark.parametrize("bad, message", [("", "empty"), ("   ", "empty"), ("x" * 201, "limit is 200"),

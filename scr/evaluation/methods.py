@@ -189,8 +189,7 @@ class SCRMethod(Method):
         questions = [q.probe.prompt for q in queries]
         # Multiple-choice items repeat one context per option: retrieve and decide once per distinct question.
         unique = list(dict.fromkeys(questions))
-        found = pipeline.kb.search(unique, pipeline.k)
-        decided = dict(zip(unique, zip(found, pipeline.scope.decide(unique, found))))
+        decided = dict(zip(unique, zip(*pipeline.decide(unique))))
         prompts, responses = [], []
         for q in questions:
             hits, d = decided[q]
@@ -217,6 +216,8 @@ class SCRMethod(Method):
             info.update(answer_style=s.answer_style)
         if s.context_facts != 1:  # likewise
             info.update(context_facts=s.context_facts)
+        if s.final_sentence_retry:  # likewise: runs from before the retry hash as they did
+            info.update(scope_final_sentence=True)
         if s.scope_mode in ("encoder", "relation-encoder"):
             path = s.scope_encoder or DEFAULT_ENCODER_PATH
             encoder = read_info(path)
