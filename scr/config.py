@@ -86,6 +86,10 @@ class Settings(BaseModel):
         True, description="a question that no fact answers and whose last sentence follows other text (\"The film "
                           "came out in 2006. The mother tongue of X is\") is checked again on that sentence alone; "
                           "not in paper mode, which stays as the paper has it (evals/results/final_sentence.md)")
+    answer_final_sentence: bool = Field(
+        True, description="when the scope check found the fact through the question's last sentence alone, the "
+                          "answer is asked that sentence alone (the text before it, which the fact does not "
+                          "concern, distracts a small model: evals/results/docter_dev); generation only")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="answer length limit in tokens")
     max_question_chars: int = Field(4000, ge=1, description="longer questions are rejected")
 

@@ -60,7 +60,8 @@ class Engine:
         s = self.settings
         return SCRPipeline(self.kb(create=True), self.backend, self.scope, k=s.k, max_new_tokens=s.max_new_tokens,
                            max_question_chars=s.max_question_chars, answer_style=s.answer_style,
-                           context_facts=s.context_facts, scope_final_sentence=s.final_sentence_retry)
+                           context_facts=s.context_facts, scope_final_sentence=s.final_sentence_retry,
+                           answer_final_sentence=s.answer_final_sentence)
 
     # Knowledge base ----------------------------------------------------------------------------------------
     def ingest(self, paths: Sequence[str | Path], skip_invalid: bool = False, progress=None,

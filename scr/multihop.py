@@ -171,7 +171,8 @@ class MultiHopReasoner:
         self.pipeline = pipeline
         self.hops = SCRPipeline(pipeline.kb, pipeline.backend, hop_scope(pipeline.scope), pipeline.k,
                                 pipeline.max_new_tokens, pipeline.max_question_chars,
-                                scope_final_sentence=pipeline.scope_final_sentence)
+                                scope_final_sentence=pipeline.scope_final_sentence,
+                                answer_final_sentence=pipeline.answer_final_sentence)
         self.max_hops = max_hops
         self.decompose = decompose
         # A sub-question is one short line; a longer continuation is cut at its first line break anyway, and a

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Sequence
 
 from pydantic import BaseModel, Field
@@ -28,6 +29,8 @@ class Answer(BaseModel):
     candidates: list[FactHit] = Field(default_factory=list, description="the facts retrieved")
     timings: dict[str, float] = Field(default_factory=dict, description="seconds per stage (of the batch call)")
     scope_output: str | None = None
+    scoped_on: str | None = Field(None, description="the question's last sentence, when the scope check found the fact "
+                                                    "through it alone (the whole question found none)")
 
 
 def check_questions(questions: Sequence[str], max_chars: int) -> list[str]:
@@ -60,7 +63,7 @@ def base_prompt(question: str):
 class SCRPipeline:
     def __init__(self, kb: KnowledgeBase, backend: LLMBackend, scope: ScopeChecker, k: int = 5,
                  max_new_tokens: int = 48, max_question_chars: int = 4000, answer_style: str = "object-first",
-                 context_facts: int = 1, scope_final_sentence: bool = True):
+                 context_facts: int = 1, scope_final_sentence: bool = True, answer_final_sentence: bool = True):
         if answer_style not in ANSWER_STYLES:
             raise ValueError(f"unknown answer style {answer_style!r} ({', '.join(ANSWER_STYLES)})")
         if context_facts < 1:
@@ -74,6 +77,7 @@ class SCRPipeline:
         self.answer_style = answer_style
         self.context_facts = context_facts
         self.scope_final_sentence = scope_final_sentence
+        self.answer_final_sentence = answer_final_sentence
 
     def ask(self, question: str) -> Answer:
         return self.ask_batch([question])[0]
@@ -102,12 +106,18 @@ class SCRPipeline:
         start = fact_object(facts[0]) if self.answer_style == "object-first" and decision.asks_object else None
         return chat + [{"role": "assistant", "content": start}] if start else chat
 
+    def asked(self, question: str, decision: ScopeDecision) -> str:
+        """What an in-scope answer is asked: the whole question, or, where the scope check found the fact through
+        its last sentence alone, that sentence (``answer_final_sentence``): the text before it, which the fact does
+        not concern, pulls a small model's answer away from the fact (evals/results/docter_dev)."""
+        return decision.question if self.answer_final_sentence and decision.question else question
+
     def decide(self, questions: Sequence[str], candidates: list[list[FactHit]] | None = None
                ) -> tuple[list[list[FactHit]], list[ScopeDecision]]:
         """Each question's candidate facts (retrieved unless given) and its scope decision. A question that no fact
         answers and whose last sentence follows other text is tried again on that sentence alone
-        (``final_sentence``): the text before it dilutes its similarity to every fact. The answer still reads the
-        whole question."""
+        (``final_sentence``): the text before it dilutes its similarity to every fact. Such a decision carries
+        that sentence (``ScopeDecision.question``)."""
         candidates = list(candidates) if candidates is not None else self.kb.search(questions, self.k)
         decisions = self.scope.decide(questions, candidates)
         if self.scope_final_sentence:
@@ -116,9 +126,9 @@ class SCRPipeline:
             if retry:
                 lasts = [last for _, last in retry]
                 found = self.kb.search(lasts, self.k)
-                for (n, _), hits, decision in zip(retry, found, self.scope.decide(lasts, found)):
+                for (n, last), hits, decision in zip(retry, found, self.scope.decide(lasts, found)):
                     if decision.in_scope:
-                        candidates[n], decisions[n] = hits, decision
+                        candidates[n], decisions[n] = hits, replace(decision, question=last)
         return candidates, decisions
 
     def ask_batch(self, questions: Sequence[str]) -> list[Answer]:
@@ -141,7 +151,8 @@ class SCRPipeline:
                 answers[n] = text
         used = {n: self.context(candidates[n], decisions[n]) for n in in_scope}
         if in_scope:
-            chats = [self.answer_prompt(questions[n], used[n], decisions[n]) for n in in_scope]
+            chats = [self.answer_prompt(self.asked(questions[n], decisions[n]), used[n], decisions[n])
+                     for n in in_scope]
             for n, text in zip(in_scope, self.backend.generate(chats, self.max_new_tokens)):
                 answers[n] = text
         t3 = time.perf_counter()
@@ -149,6 +160,7 @@ class SCRPipeline:
         return [
             Answer(question=q, answer=answers[n], in_scope=decisions[n].in_scope,
                    facts=used.get(n, []),
-                   candidates=candidates[n], timings=timings, scope_output=decisions[n].raw)
+                   candidates=candidates[n], timings=timings, scope_output=decisions[n].raw,
+                   scoped_on=decisions[n].question)
             for n, q in enumerate(questions)
         ]

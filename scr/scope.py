@@ -53,6 +53,8 @@ class ScopeDecision:
     # The other candidates that passed the same check, best first: extra context when the answer may use several
     # facts (``Settings.context_facts``; sentences of one document, each holding part of an answer).
     others: tuple[int, ...] = ()
+    # The part of the question the decision was made on when not the whole: its last sentence (``final_sentence``).
+    question: str | None = None
 
     @property
     def in_scope(self) -> bool:

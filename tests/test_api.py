@@ -66,6 +66,7 @@ def test_query_uses_the_stored_fact_in_scope_and_the_model_alone_out_of_scope(cl
     assert body["in_scope"] is True
     assert [f["id"] for f in body["facts"]] == ["sample-02"]
     assert set(body["facts"][0]) == {"id", "text", "score"}
+    assert body["scoped_on"] is None  # decided on the whole question (tests/test_scope_pipeline.py: the retry)
     assert "Merz" in body["answer"]
     assert {"retrieve_s", "scope_s", "answer_s", "total_s", "queue_s", "request_s"} <= set(body["timings"])
 

@@ -240,6 +240,8 @@ def test_config_parsing(tmp_path):
     assert "answer_style" not in make_method("scr-paper-answers", Settings(), None, None).info()
     # Likewise the last-sentence retry: on by default, absent from the identity when off and in the paper's mode.
     assert make_method("scr", Settings(), None, None).info()["scope_final_sentence"] is True
+    assert make_method("scr", Settings(), None, None).info()["answer_final_sentence"] is True
+    assert "answer_final_sentence" not in make_method("scr", Settings(answer_final_sentence=False), None, None).info()
     assert "scope_final_sentence" not in make_method("scr", Settings(scope_final_sentence=False), None, None).info()
     assert "scope_final_sentence" not in make_method("scr-paper", Settings(), None, None).info()
     with pytest.raises(ValueError, match="unknown method 'scr-fancy-object-first'"):

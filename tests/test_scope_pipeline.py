@@ -257,8 +257,8 @@ def test_final_sentence(question, last):
 
 def test_scope_retries_on_the_last_sentence_of_a_question_led_by_other_text(pipeline, smol_backend):
     """Text before the question dilutes its similarity to the fact: the whole question fails the check, its last
-    sentence passes, and the answer reads the fact with the WHOLE question. An unrelated last sentence stays out of
-    scope and is answered as before; the retry can be turned off."""
+    sentence passes, and the answer is asked that sentence (or, with answer_final_sentence off, the whole question).
+    An unrelated last sentence stays out of scope and is answered as before; the retry can be turned off."""
     noise = ("Shayna does this and Yossel goes still and dies. The album was recorded in Nashville but never "
              "released. It rained all week in Oslo.")
     led, unrelated = f"{noise} Who is the CEO of Northwind Labs?", f"{noise} What is the capital of France?"
@@ -266,10 +266,16 @@ def test_scope_retries_on_the_last_sentence_of_a_question_led_by_other_text(pipe
     assert not whole.in_scope  # the premise of the test: the whole question finds no fact
     answered, plain = pipeline.ask_batch([led, unrelated])
     assert answered.in_scope and answered.facts[0].text == FACTS[0]
-    assert answered.question == led
+    assert answered.question == led and answered.scoped_on == "Who is the CEO of Northwind Labs?"
+    assert answered.answer == pipeline.ask("Who is the CEO of Northwind Labs?").answer  # asked the sentence alone
     assert "Priya Natarajan" in answered.answer
-    assert not plain.in_scope
+    assert not plain.in_scope and plain.scoped_on is None
     assert plain.answer == smol_backend.generate([[{"role": "user", "content": unrelated}]], 24)[0]
+    pipeline.answer_final_sentence = False
+    whole = pipeline.ask(led)
+    assert whole.in_scope and whole.scoped_on == answered.scoped_on
+    assert led in pipeline.answer_prompt(pipeline.asked(led, ScopeDecision(0, question=whole.scoped_on)),
+                                         whole.facts, ScopeDecision(0))[-1]["content"]
     pipeline.scope_final_sentence = False
     assert not pipeline.ask(led).in_scope
 

@@ -139,7 +139,8 @@ async def answer_questions(request: Request, questions: list[str]) -> list[tuple
 def query_response(answer: Answer, queued_s: float, total_s: float) -> QueryResponse:
     timings = {**answer.timings, "queue_s": queued_s, "request_s": total_s}
     return QueryResponse(question=answer.question, answer=answer.answer, in_scope=answer.in_scope,
-                         facts=[FactUsed(id=f.id, text=f.text, score=f.score) for f in answer.facts], timings=timings)
+                         facts=[FactUsed(id=f.id, text=f.text, score=f.score) for f in answer.facts],
+                         scoped_on=answer.scoped_on, timings=timings)
 
 
 # ----- questions ----------------------------------------------------------------------------------------------------

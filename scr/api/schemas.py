@@ -30,6 +30,8 @@ class QueryResponse(BaseModel):
     answer: str
     in_scope: bool = Field(description="whether a stored fact applied (else the model answered as before)")
     facts: list[FactUsed] = Field(description="the fact(s) the answer used; empty when out of scope")
+    scoped_on: str | None = Field(None, description="the question's last sentence, when the fact was found through it "
+                                                    "alone (the whole question found none)")
     timings: dict[str, float] = Field(description="seconds: retrieve, scope, answer (of the batch), queue, total")
 
 

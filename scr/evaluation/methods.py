@@ -218,6 +218,8 @@ class SCRMethod(Method):
             info.update(context_facts=s.context_facts)
         if s.final_sentence_retry:  # likewise: runs from before the retry hash as they did
             info.update(scope_final_sentence=True)
+            if s.answer_final_sentence:
+                info.update(answer_final_sentence=True)
         if s.scope_mode in ("encoder", "relation-encoder"):
             path = s.scope_encoder or DEFAULT_ENCODER_PATH
             encoder = read_info(path)
