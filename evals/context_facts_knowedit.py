@@ -43,7 +43,7 @@ def main() -> None:
     probes = [p for c in cases for p in c.probes if p.kind in ("reliability", "portability")]
     with tempfile.TemporaryDirectory() as folder:
         kb = KnowledgeBase(Path(folder) / "kb", embedder=embedder, store="faiss", create=True)
-        kb.add([FactInput(**{k: v for k, v in c.fact().items() if k != "source"}) for c in cases])
+        kb.add([FactInput(**c.fact()) for c in cases])
         scope = build_scope_checker(settings, None, embedder)
         three = SCRPipeline(kb, llm, scope, context_facts=3, max_new_tokens=24)
         one = SCRPipeline(kb, llm, scope, context_facts=1, max_new_tokens=24)

@@ -42,7 +42,7 @@ def decisions(facts: list[dict], questions: list[str], embedder: Embedder) -> tu
     """In scope or not, per question, with the retry off and on, over a knowledge base holding ``facts``."""
     with tempfile.TemporaryDirectory() as folder:
         kb = KnowledgeBase(Path(folder) / "kb", embedder=embedder, store="faiss", create=True)
-        kb.add([FactInput(**{k: v for k, v in f.items() if k != "source"}) for f in facts])
+        kb.add([FactInput(**f) for f in facts])
         pipeline = SCRPipeline(kb, None, build_scope_checker(Settings(), None, embedder))
         unique = list(dict.fromkeys(questions))
         hits = kb.search(unique, pipeline.k)
