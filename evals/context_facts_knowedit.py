@@ -19,6 +19,7 @@ from pathlib import Path
 
 from scr.config import Settings
 from scr.evaluation.data import load_cases, resolve_data
+from scr.evaluation.metrics import contains
 from scr.kb import FactInput, KnowledgeBase
 from scr.kb.embed import Embedder
 from scr.llm.hf import TransformersBackend
@@ -28,10 +29,6 @@ from scr.scope import build_scope_checker
 
 DATA = "knowedit/wiki_counterfact_train.json"
 OUT = Path(__file__).resolve().parent / "results" / "context_facts_knowedit.md"
-
-
-def contains(answer: str, groups) -> bool:
-    return any(alias.lower() in answer.lower() for group in groups for alias in group)
 
 
 def main() -> None:
@@ -58,8 +55,8 @@ def main() -> None:
         if p.prompt in answers[3]:
             row = tally[p.kind if p.kind != "portability" else f"portability ({p.sub})"]
             row[0] += 1
-            row[1] += contains(answers[1][p.prompt], p.answers)
-            row[2] += contains(answers[3][p.prompt], p.answers)
+            row[1] += contains(answers[1][p.prompt], p.aliases)
+            row[2] += contains(answers[3][p.prompt], p.aliases)
     lines = ["# Several facts in context on one-fact updates (KnowEdit WikiData_counterfact train)", "",
              f"Command: `python evals/context_facts_knowedit.py`; {settings.llm} + {settings.embedder}, the default "
              f"scope check, {len(cases)} cases in one knowledge base; {time.time() - started:.0f} s on the 2-core "
