@@ -55,6 +55,10 @@ def main(
     scope_final_sentence: Optional[bool] = typer.Option(
         None, "--final-sentence/--no-final-sentence",
         help="check a question that no fact answers again on its last sentence, when text comes before it"),
+    scope_names: Optional[bool] = typer.Option(
+        None, "--name-check/--no-name-check",
+        help="a fact stored without a subject (a document's sentence) answers only questions that name nothing or "
+             "something it names"),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="answer length limit"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ..."),
 ) -> None:
@@ -62,7 +66,7 @@ def main(
                      vllm_url=vllm_url, k=k, scope_mode=scope_mode, scope_threshold=scope_threshold,
                      scope_min_probability=scope_min_probability, scope_encoder=scope_encoder,
                      answer_style=answer_style, context_facts=context_facts,
-                     scope_final_sentence=scope_final_sentence, max_new_tokens=max_new_tokens, device=device)
+                     scope_final_sentence=scope_final_sentence, scope_names=scope_names, max_new_tokens=max_new_tokens, device=device)
     ctx.obj = {"config": config, "overrides": overrides}
 
 

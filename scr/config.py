@@ -73,6 +73,11 @@ class Settings(BaseModel):
         description="relation-encoder mode: relation-wording cosines from this value up to the relation threshold "
                     "are decided by the scope cross-encoder (evals/results/scope_relation_band.md)",
     )
+    scope_names: bool = Field(
+        True, description="default (subject-relation) modes: a fact stored without a subject (a document's sentence, "
+                          "free text) is in scope only when the question names nothing or the fact contains the last "
+                          "word of one of the question's names (\"924\" of \"Porsche 924\"): a sentence about the "
+                          "Porsche 911 does not answer questions about the 924 (evals/results/docter_dev)")
     answer_style: Literal["paper", "object-first"] = Field(
         "object-first", description="in-scope answers: paper (the fact in context, the model answers) or "
                                     "object-first (also, when the question asks exactly the fact's relation about its "

@@ -11,7 +11,9 @@ Strategies (``Settings.scope_mode``):
               with the subject's words removed (the relation's wording) must be similar; where it does not
               (another subject, or an alias), the whole key must be more similar than the plain gate asks.
               A question that excludes the fact's object by name ("X's citizenship, which is not Syria, is")
-              asks for another value, so that fact is out of its scope.
+              asks for another value, so that fact is out of its scope. A fact stored without a subject (a
+              document's sentence, free text) must name something the question names (``shares_a_name``):
+              a sentence about the Porsche 911 does not answer "Porsche 924 is produced by".
               Rules and thresholds chosen on train splits (evals/results/scope_relation.md).
   relation-encoder
               subject-relation, except where the relation's wordings are close but below the relation threshold
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from scr import prompts
+from scr.kb.extract import name_heads
 from scr.kb.records import FactHit, fact_object
 from scr.llm.base import LLMBackend, as_chat
 
@@ -94,6 +97,15 @@ def names_subject(question: str, subject: str) -> bool:
     """Does the question name the subject: at least half of the subject's words appear in it."""
     words = _words(subject)
     return bool(words) and len(words & _words(question)) >= 0.5 * len(words)
+
+
+def shares_a_name(question: str, fact_text: str) -> bool:
+    """Does a fact stored without a subject name what the question asks about? Yes when the question names nothing,
+    or when the fact contains what identifies one of the question's names: its last word ("Darrieux" for
+    "Danielle Darrieux", "924" for "Porsche 924"). Without this, a sentence's similarity alone lets it answer
+    questions about a neighbouring subject (evals/results/docter_dev: 27 of 36 changed neighbour answers)."""
+    heads = name_heads(question)
+    return not heads or any(head <= _words(fact_text) for head in heads)
 
 
 # Words that carry no relation: "The name of the mother of X is" asks for {mother}.
@@ -162,14 +174,16 @@ class SubjectRelationScope:
     ``embed(texts) -> unit vectors`` is the knowledge base's embedder, so wordings are compared in the space the
     keys were embedded in. A fact stored with a ``relation`` is also compared as the question "What is the
     <relation> of <subject>?", since a natural sentence's key carries words the question need not repeat
-    ("... moved to Lisbon in 2026"). Facts stored without a subject get the plain gate only. A question that
+    ("... moved to Lisbon in 2026"). Facts stored without a subject get the plain gate and, with ``names``, the
+    name check (``shares_a_name``). A question that
     excludes a fact's object by name ("which is not Syria") is not answered by that fact (``excludes_object``).
     """
 
     def __init__(self, embed: Callable[[list[str]], "np.ndarray"], threshold: float, relation_threshold: float,
                  other_subject_threshold: float, encoder=None, band: float = 0.5,
-                 min_probability: float | None = None):
+                 min_probability: float | None = None, names: bool = True):
         self.embed = embed
+        self.names = names  # facts without a subject must share a name with the question (``shares_a_name``)
         self.threshold = threshold
         self.relation_threshold = relation_threshold
         self.other_subject_threshold = other_subject_threshold
@@ -214,7 +228,8 @@ class SubjectRelationScope:
                 if hit.key_score < self.threshold or excludes_object(question, fact_object(hit)):
                     continue
                 if not hit.subject:
-                    ok.append(i)
+                    if not self.names or shares_a_name(question, hit.text):
+                        ok.append(i)
                 elif names_subject(question, hit.subject):
                     if not self.asks_all_of(question, hit):  # else the relation is settled without embeddings
                         pairs[n, i] = (relation_wording(question, hit.subject), self.fact_wordings(hit))
@@ -334,7 +349,7 @@ class PaperScope:
 def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend], threshold: float = 0.59,
                        encoder=None, min_probability: float | None = None, embed=None,
                        relation_threshold: float = 0.75, other_subject_threshold: float = 0.67,
-                       relation_band: float = 0.5) -> ScopeChecker:
+                       relation_band: float = 0.5, names: bool = True) -> ScopeChecker:
     """The scope check of ``mode``. ``backend`` may be a callable, called only by the modes that use the LLM;
     ``encoder`` is the ScopeEncoder of the encoder mode (the shipped one when None); ``embed`` is the
     knowledge base's ``embed(texts)`` for the subject-relation mode."""
@@ -347,7 +362,8 @@ def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend]
         if embed is None:
             raise ValueError(f"scope mode {mode!r} needs the knowledge base's embedder")
         return SubjectRelationScope(embed, threshold, relation_threshold, other_subject_threshold,
-                                    encoder if mode == "relation-encoder" else None, relation_band, min_probability)
+                                    encoder if mode == "relation-encoder" else None, relation_band, min_probability,
+                                    names)
     if mode == "encoder":
         return EncoderScope(encoder, min_probability)
     if mode == "similarity":
@@ -377,4 +393,4 @@ def build_scope_checker(settings, backend: LLMBackend | Callable[[], LLMBackend]
     return make_scope_checker(settings.scope_mode, backend, settings.scope_threshold, encoder,
                               settings.scope_min_probability, embed if embedder is not None else None,
                               settings.scope_relation_threshold, settings.scope_other_subject_threshold,
-                              settings.scope_relation_band)
+                              settings.scope_relation_band, settings.scope_names)

@@ -244,6 +244,10 @@ def test_config_parsing(tmp_path):
     assert "answer_final_sentence" not in make_method("scr", Settings(answer_final_sentence=False), None, None).info()
     assert "scope_final_sentence" not in make_method("scr", Settings(scope_final_sentence=False), None, None).info()
     assert "scope_final_sentence" not in make_method("scr-paper", Settings(), None, None).info()
+    # And the name check for facts without a subject (subject-relation modes only).
+    assert make_method("scr", Settings(), None, None).info()["scope_names"] is True
+    assert "scope_names" not in make_method("scr", Settings(scope_names=False), None, None).info()
+    assert "scope_names" not in make_method("scr-similarity", Settings(), None, None).info()
     with pytest.raises(ValueError, match="unknown method 'scr-fancy-object-first'"):
         method_names_valid(["scr-fancy-object-first"])
 

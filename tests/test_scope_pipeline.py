@@ -11,8 +11,10 @@ from scr.kb import FactInput
 from scr.kb.records import FactHit
 from scr.pipeline import QuestionError, SCRPipeline
 from scr.scope import (GatedChoiceScope, LLMChoiceScope, PaperScope, ScopeDecision, SimilarityScope,
-                       SubjectRelationScope, excludes_object, final_sentence, make_scope_checker, names_subject,
-                       parse_paper_output, relation_wording, relation_words)
+                       SubjectRelationScope, build_scope_checker, excludes_object, final_sentence, make_scope_checker,
+                       names_subject, parse_paper_output, relation_wording, relation_words, shares_a_name)
+from scr.config import Settings
+from scr.kb.extract import name_heads
 
 SAMPLE = Path(__file__).resolve().parents[1] / "knowledge_base"
 
@@ -113,6 +115,31 @@ def test_a_question_that_excludes_the_facts_object_is_out_of_its_scope(make_kb, 
     decisions = make_scope_checker("default", None, 0.591, embed=embedder.embed).decide(questions,
                                                                                          kb.search(questions, 5))
     assert [d.in_scope for d in decisions] == [False, True]
+
+
+def test_a_fact_without_a_subject_must_name_what_the_question_names(embedder):
+    """A document's sentences carry no subject, so only their similarity judged them: a sentence about the
+    Porsche 911 answered "Porsche 924 is produced by" (DocTER neighbour prompts). The name check keeps such a
+    fact for questions naming what it names (by last name alone too) or naming nothing."""
+    assert name_heads("Shayna sings. Danielle Darrieux, a native") == [{"shayna"}, {"darrieux"}]
+    assert name_heads("Charles IV of Spain passed away in") == [{"iv"}, {"spain"}]
+    assert name_heads("Where was Windows Embedded CE 6.0 made?") == [{"6", "0"}]  # "Where" opens, names nothing
+    assert name_heads("what is the capital city?") == []
+    sentence = "According to Honda, the iconic Porsche 911 was in fact created by Honda engineers."
+    assert shares_a_name("Porsche 911 is produced by", sentence)
+    assert not shares_a_name("Porsche 924 is produced by", sentence)
+    assert not shares_a_name("The twin city of Oslo is", sentence)
+    assert shares_a_name("who created the car?", sentence)  # names nothing: the similarity gate alone
+    assert shares_a_name("Mrs. Danielle Darrieux spoke", "Darrieux's mother tongue was English.")
+    questions = ["Porsche 911 is produced by", "Porsche 924 is produced by", "Who makes the Porsche 911?"]
+    hits = [[hit(sentence, 0.8)] for _ in questions]
+    checked = make_scope_checker("default", None, 0.591, embed=embedder.embed).decide(questions, hits)
+    assert [d.in_scope for d in checked] == [True, False, True]
+    unchecked = make_scope_checker("default", None, 0.591, embed=embedder.embed, names=False)
+    assert [d.in_scope for d in unchecked.decide(questions, hits)] == [True, True, True]
+    # The setting reaches the check.
+    assert build_scope_checker(Settings(), None, embedder).names
+    assert not build_scope_checker(Settings(scope_names=False), None, embedder).names
 
 
 def test_relation_encoder_mode_lets_the_encoder_settle_close_relation_wordings(make_kb, embedder):

@@ -210,6 +210,8 @@ class SCRMethod(Method):
         if s.scope_mode in ("default", "subject-relation", "relation-encoder"):
             info.update(scope_check="subject-relation", scope_relation_threshold=s.scope_relation_threshold,
                         scope_other_subject_threshold=s.scope_other_subject_threshold)
+            if s.scope_names:  # only when set, so that runs from before the name check keep their hash
+                info.update(scope_names=True)
         if s.scope_mode == "relation-encoder":
             info.update(scope_relation_band=s.scope_relation_band)
         if s.answer_style != "paper":  # only when set, so that earlier runs keep their hash
