@@ -80,6 +80,19 @@ def test_add_then_ask_gives_updated_answers_only_where_a_fact_applies(tmp_path, 
     assert "Priya Natarajan" not in after["answer"]
 
 
+def test_a_document_sentence_answers_only_questions_naming_what_it_names(tmp_path):
+    """A document's sentences carry no subject: the name check keeps "Porsche 924" questions away from a sentence
+    on the Porsche 911, which the similarity gate alone lets through (``--no-name-check``)."""
+    doc = tmp_path / "porsche.md"
+    doc.write_text("# Porsche news\n\nSince 2026 the Porsche 911 is produced by Honda in Osaka.\n")
+    kb = tmp_path / "kb"
+    scr("--kb", str(kb), "kb", "add", str(doc))
+    own = ask_json(kb, "Who produces the Porsche 911?")
+    assert own["in_scope"] and own["facts"][0]["text"].startswith("Since 2026 the Porsche 911")
+    assert not ask_json(kb, "Who produces the Porsche 924?")["in_scope"]
+    assert ask_json(kb, "Who produces the Porsche 924?", "--no-name-check")["in_scope"]
+
+
 def test_kb_commands_and_history(tmp_path, facts_file):
     kb = tmp_path / "kb"
     scr("--kb", str(kb), "kb", "add", str(facts_file))
