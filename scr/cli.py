@@ -66,7 +66,8 @@ def main(
                      vllm_url=vllm_url, k=k, scope_mode=scope_mode, scope_threshold=scope_threshold,
                      scope_min_probability=scope_min_probability, scope_encoder=scope_encoder,
                      answer_style=answer_style, context_facts=context_facts,
-                     scope_final_sentence=scope_final_sentence, scope_names=scope_names, max_new_tokens=max_new_tokens, device=device)
+                     scope_final_sentence=scope_final_sentence, scope_names=scope_names,
+                     max_new_tokens=max_new_tokens, device=device)
     ctx.obj = {"config": config, "overrides": overrides}
 
 
