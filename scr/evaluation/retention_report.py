@@ -149,6 +149,8 @@ def plot(report: dict, out: Path) -> None:
                 ax.plot(xs, ys, marker="o", label=name)
         if base is not None:
             ax.axhline(base[key] if key == "ppl" else 100 * base[key], color="grey", ls="--", lw=1, label="unmodified")
+        if key == "ppl" and ax.get_ylim()[1] > 10 * max(ax.get_ylim()[0], 1e-9):
+            ax.set_yscale("log")  # a collapsed model's perplexity would flatten every other curve
         ax.set_xscale("symlog", linthresh=10)
         ax.set_xlim(left=-0.5)  # N is never negative: no empty left half of the symlog axis
         ax.set_title(f"{bench} ({key})")
