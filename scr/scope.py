@@ -105,7 +105,10 @@ def shares_a_name(question: str, fact_text: str) -> bool:
     "Danielle Darrieux", "924" for "Porsche 924"). Without this, a sentence's similarity alone lets it answer
     questions about a neighbouring subject (evals/results/docter_dev: 27 of 36 changed neighbour answers)."""
     heads = name_heads(question)
-    return not heads or any(head <= _words(fact_text) for head in heads)
+    if not heads:
+        return True
+    named = _words(fact_text)  # once, not once per head
+    return any(head <= named for head in heads)
 
 
 # Words that carry no relation: "The name of the mother of X is" asks for {mother}.
@@ -175,8 +178,8 @@ class SubjectRelationScope:
     keys were embedded in. A fact stored with a ``relation`` is also compared as the question "What is the
     <relation> of <subject>?", since a natural sentence's key carries words the question need not repeat
     ("... moved to Lisbon in 2026"). Facts stored without a subject get the plain gate and, with ``names``, the
-    name check (``shares_a_name``). A question that
-    excludes a fact's object by name ("which is not Syria") is not answered by that fact (``excludes_object``).
+    name check (``shares_a_name``). A question that excludes a fact's object by name ("which is not Syria") is not
+    answered by that fact (``excludes_object``).
     """
 
     def __init__(self, embed: Callable[[list[str]], "np.ndarray"], threshold: float, relation_threshold: float,

@@ -115,7 +115,8 @@ def name_heads(text: str) -> list[set[str]]:
     heads = []
     for name in find_names(text, _QUESTION_OPENERS):
         for part in re.split(r"\s+" + _CONNECTIVE + r"\s+", name):
-            tokens = set(re.findall(r"\w+", part.split()[-1].lower())) if part.split() else set()
+            words = part.split()
+            tokens = set(re.findall(r"\w+", words[-1].lower())) if words else set()
             if tokens:
                 heads.append(tokens)
     return heads
