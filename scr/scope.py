@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from scr import prompts
-from scr.kb.extract import name_heads
+from scr.names import name_heads
 from scr.kb.records import FactHit, fact_object
 from scr.llm.base import LLMBackend, as_chat
 

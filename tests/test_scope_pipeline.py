@@ -14,7 +14,7 @@ from scr.scope import (GatedChoiceScope, LLMChoiceScope, PaperScope, ScopeDecisi
                        SubjectRelationScope, build_scope_checker, excludes_object, final_sentence, make_scope_checker,
                        names_subject, parse_paper_output, relation_wording, relation_words, shares_a_name)
 from scr.config import Settings
-from scr.kb.extract import name_heads
+from scr.names import name_heads
 
 SAMPLE = Path(__file__).resolve().parents[1] / "knowledge_base"
 
