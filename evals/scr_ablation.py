@@ -43,7 +43,7 @@ ROWS = [  # (method in the reports, what it is, latency-benchmark mode)
      "subject-relation+object-first"),
 ]
 METRICS = ["reliability", "generalization", "locality", "portability", "scope_accuracy", "locality_unedited",
-           "scope_accuracy_unedited"]
+           "scope_accuracy_unedited", "generalization_unconflicted"]
 
 
 def read_latency(path: Path) -> dict[str, float]:
@@ -69,6 +69,11 @@ def locality_notes() -> list[str]:
                        "father)" if "ZsRE" in title else "")
             out.append(f"- {title}: {100 * share:.1f}% of the locality probes name an update's subject and expect that "
                        f"update's original answer{example}; their right answer changes, so `*_unedited` leave them out.")
+        conflicted = report["methods"].get("base", {}).get("metrics", {}).get("conflicted_share")
+        if conflicted is not None:
+            out.append(f"- {title}: {100 * conflicted:.1f}% of the cases update a fact that another case of the run "
+                       "updates to another object (same subject and original answer); at most one of them can be "
+                       "right, so `generalization_unconflicted` leaves them out.")
     return out
 
 

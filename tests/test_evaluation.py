@@ -12,7 +12,7 @@ from scr.evaluation import EvalConfig, make_config
 from scr.evaluation.config import EvalConfigError
 from scr.evaluation.data import DatasetError, answer_groups, fact_text, load_cases
 from scr.evaluation.data import Case, Probe
-from scr.evaluation.metrics import (aggregate, case_scores, contains, edited_fact_probes, exact_match, parse_verdict,
+from scr.evaluation.metrics import (aggregate, case_scores, conflicting_updates, contains, edited_fact_probes, exact_match, parse_verdict,
                                     scope_metrics, token_accuracy, token_agreement)
 from scr.llm.base import TokenScores
 
@@ -197,6 +197,40 @@ def test_locality_probes_that_ask_an_edited_fact():
     m = _unedited_metrics(records, edited_fact_probes(cases, 2))
     assert m == {"locality_edited_share": 0.5, "locality_unedited": 1.0, "scope_accuracy_unedited": 1.0}
     assert _unedited_metrics(records, set()) == {}
+
+
+def test_updates_that_contradict_each_other():
+    """Two updates of one fact (same subject and original answer) to different objects contradict each other
+    within a group; the same object twice, another original answer, or another group does not."""
+    cases = [_case("a", 0, "USA-64", "1992", "3 December 1992", []),
+             _case("b", 1, "USA-64", "1992.", "2 March 1992", []),
+             _case("c", 2, "USA-64", "Vandenberg", "Cape Canaveral", []),  # another fact of the same subject
+             _case("d", 3, "CSPro", "GPL", "BSD license", []),
+             _case("e", 4, "cspro", "gpl", "bsd license", []),  # the same update twice
+             _case("f", 5, "USA-64", "1992", "3 March 1990", [])]
+    assert conflicting_updates(cases, 6) == {"a", "b", "f"}
+    assert conflicting_updates(cases, 2) == {"a", "b"}  # f's group is {e, f}
+    assert conflicting_updates(cases, 1) == set()
+    from scr.evaluation.report import _unconflicted_metrics
+
+    per_case = [({"case_id": "a"}, {"reliability": 1.0, "generalization": 0.0}),
+                ({"case_id": "b"}, {"reliability": 0.0, "generalization": 0.0}),
+                ({"case_id": "d"}, {"reliability": 1.0, "generalization": 0.5})]
+    assert _unconflicted_metrics(per_case, {"a", "b"}) == pytest.approx(
+        {"conflicted_share": 2 / 3, "reliability_unconflicted": 1.0, "generalization_unconflicted": 0.5})
+    assert _unconflicted_metrics(per_case, set()) == {}
+
+
+@pytest.mark.data
+def test_knowedit_zsre_updates_that_contradict_each_other():
+    """ZsRE test updates USA-64's launch date three times; WikiData_counterfact rarely repeats a fact."""
+    zsre = load_cases(DATA_DIR / "knowedit/zsre_test.json")
+    conflicted = conflicting_updates(zsre, len(zsre))
+    assert {c.case_id for c in zsre if c.subject == "USA-64"} <= conflicted
+    assert 0.2 < len(conflicted) / len(zsre) < 0.3
+    assert conflicting_updates(zsre, 1) == set()
+    wiki = load_cases(DATA_DIR / "knowedit/wiki_counterfact_test.json")
+    assert len(conflicting_updates(wiki, len(wiki))) / len(wiki) < 0.05
 
 
 @pytest.mark.data

@@ -16,6 +16,13 @@ update "The father of Cheyenne Brando was who? Marcel Brando."): the right answe
 names an update's subject and its expected answer is that update's original answer) and ``locality_unedited``
 / ``scope_accuracy_unedited`` are reported beside the raw figures, which stay the headline.
 
+Conflicting updates: KnowEdit ZsRE test updates the same fact several times to different objects (307 of its
+1301 cases: "What was the launch date of USA-64?" -> 3 December 1992, "The USA-64 was launched on what date?"
+-> 2 March 1992, "What day was USA-64 launched?" -> 3 March 1990). Applied together, at most one of them can
+be right, so reliability and generalization count the others as failures whatever the method does.
+``conflicting_updates`` finds them without a model (same subject and original answer, another new object,
+in the same group of N) and ``*_unconflicted`` score the remaining cases, beside the raw figures.
+
 Aggregation: per case and kind, the mean over that kind's probes; a case's portability (locality) is the mean
 of its sub-kinds; a kind's overall score is the mean over the cases that have it. ``average`` is the mean of
 the four main kinds present (the SCR paper's "average score").
@@ -106,6 +113,18 @@ def edited_fact_probes(cases, n: int) -> set[tuple[str, str]]:
                        for subject, original, new in edits):
                     flagged.add((case.case_id, probe.prompt))
     return flagged
+
+
+def conflicting_updates(cases, n: int) -> set[str]:
+    """case_ids of the updates that another update in their group of ``n`` contradicts: the same subject and
+    original answer (the same fact), another new object. Cases without a subject or ``target_true`` never match."""
+    objects: dict[tuple[int, str, str], set[str]] = {}
+    for case in cases:
+        if case.subject and case.target_true:
+            key = (case.index // n, case.subject.lower(), normalize(case.target_true))
+            objects.setdefault(key, set()).add(normalize(case.target_new))
+    return {case.case_id for case in cases if case.subject and case.target_true
+            and len(objects[case.index // n, case.subject.lower(), normalize(case.target_true)]) > 1}
 
 
 # ----- aggregation ------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from scr.evaluation.metrics import MAIN, aggregate, case_scores, edited_fact_probes, scope_metrics
+from scr.evaluation.metrics import (MAIN, aggregate, case_scores, conflicting_updates, edited_fact_probes,
+                                    scope_metrics)
 from scr.evaluation.methods import kind_of
 from scr.evaluation.runner import Records, in_grouping, method_slug, reported_methods
 
@@ -42,6 +43,7 @@ def _method_summary(ctx, evaluator, name: str) -> dict | None:
         probes = [p for r in cases for p in r["probes"]]
         metrics.update(scope_metrics(probes))
         metrics.update(_unedited_metrics(cases, edited_fact_probes(ctx.cases, n)))
+        metrics.update(_unconflicted_metrics(per_case, conflicting_updates(ctx.cases, n)))
         judged = [p for p in probes if "judge_raw" in p]
         if judged:
             metrics["judge.unparsed"] = sum(p.get("judge") is None for p in judged) / len(judged)
@@ -88,6 +90,19 @@ def _unedited_metrics(cases: list[dict], edited: set[tuple[str, str]]) -> dict[s
     scope = scope_metrics([p for ps in kept for p in ps])
     if "scope_accuracy" in scope:
         out["scope_accuracy_unedited"] = scope["scope_accuracy"]
+    return out
+
+
+def _unconflicted_metrics(per_case: list[tuple[dict, dict]], conflicted: set[str]) -> dict[str, float]:
+    """Reliability and generalization without the cases another update contradicts (metrics.py)."""
+    kept = [scores for r, scores in per_case if r["case_id"] not in conflicted]
+    if len(kept) == len(per_case):
+        return {}
+    out = {"conflicted_share": 1 - len(kept) / max(len(per_case), 1)}
+    for kind in ("reliability", "generalization"):
+        values = [s[kind] for s in kept if kind in s]
+        if values:
+            out[f"{kind}_unconflicted"] = sum(values) / len(values)
     return out
 
 
@@ -283,7 +298,10 @@ def _metric_note(mode: str) -> str:
                 "in-scope probes answered with the case's own fact. `locality_unedited`, `scope_accuracy_unedited`: "
                 "the same without the locality probes that ask a fact an update of the run changes, often the case's "
                 "own (they name an update's subject and expect its original answer; `locality_edited_share` is "
-                "their share): their right answer changes with the update.")
+                "their share): their right answer changes with the update. `reliability_unconflicted`, "
+                "`generalization_unconflicted`: the same without the cases another update of the run contradicts "
+                "(same subject and original answer, another new object; `conflicted_share` is their share): at most "
+                "one of such updates can be right.")
     return ("Teacher-forced (EasyEdit-compatible) on raw prompts: token accuracy of the target; locality: "
             "agreement of argmax tokens with the unmodified model on the locality prompt + its answer.")
 
