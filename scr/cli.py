@@ -102,14 +102,21 @@ def kb_add(
             if supersedes:
                 raise IngestError("--supersedes applies to a single --text fact; in files use a 'supersedes' field")
             report = engine.ingest(files, skip_invalid=skip_invalid, progress=progress, documents=documents)
+        texts = {i: engine.kb().get(i).text for pair in report.conflicts for i in pair}
     if as_json:
         _print_json({"added": [f.id for f in report.added], "duplicates": len(report.duplicates),
-                     "superseded": [list(p) for p in report.superseded], "errors": report.errors})
+                     "superseded": [list(p) for p in report.superseded], "conflicts": [list(p) for p in report.conflicts],
+                     "errors": report.errors})
         return
     out.print(f"added {len(report.added)} fact(s), skipped {len(report.duplicates)} duplicate(s), "
               f"superseded {len(report.superseded)}")
     for old, new in report.superseded:
         out.print(f"  {old} superseded by {new}")
+    if report.conflicts:
+        err.print(f"{len(report.conflicts)} possible conflict(s): facts that answer the same question with different "
+                  "objects; retract the one that is out of date (scr kb retract ID)", highlight=False)
+        for new, other in report.conflicts:
+            err.print(f"  {new} {texts[new]!r}\n  {other} {texts[other]!r}", highlight=False)
     for problem in report.errors:
         err.print(f"skipped invalid line: {problem}", highlight=False)
     if len(report.added) == 1:

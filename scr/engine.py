@@ -15,7 +15,8 @@ from scr.kb.ingest import IngestError
 from scr.llm import LLMBackend, make_backend
 from scr.models import set_offline_env
 from scr.pipeline import Answer, SCRPipeline
-from scr.scope import ScopeChecker, build_scope_checker
+from scr.conflicts import find_conflicts as conflicts_with
+from scr.scope import ScopeChecker, SubjectRelationScope, build_scope_checker, make_scope_checker
 
 
 class Engine:
@@ -65,11 +66,11 @@ class Engine:
 
     # Knowledge base ----------------------------------------------------------------------------------------
     def ingest(self, paths: Sequence[str | Path], skip_invalid: bool = False, progress=None,
-               documents: str = "sentences") -> IngestReport:
+               documents: str = "sentences", find_conflicts: bool = True) -> IngestReport:
         """Parse every file first (all or nothing unless skip_invalid), then store them in one write.
 
         ``documents``: how .txt/.md documents become facts, "sentences" or "atomic" (LLM-extracted facts,
-        scr/kb/extract.py); extraction also happens before the one write.
+        scr/kb/extract.py); extraction also happens before the one write. ``find_conflicts``: see ``add_facts``.
         """
         from scr.kb.extract import extract_documents
 
@@ -83,13 +84,29 @@ class Engine:
             if errors:
                 raise IngestError("no valid facts: " + "; ".join(errors[:5]))
             raise IngestError("no facts found in " + ", ".join(map(str, paths)))
-        report = self.add_facts(facts, progress=progress)
+        report = self.add_facts(facts, progress=progress, find_conflicts=find_conflicts)
         report.errors = errors
         return report
 
-    def add_facts(self, facts: Iterable[FactInput | dict], progress=None) -> IngestReport:
+    def add_facts(self, facts: Iterable[FactInput | dict], progress=None, find_conflicts: bool = True) -> IngestReport:
+        """Store facts (all or nothing). With ``find_conflicts``, the report lists the active facts that the new
+        ones may contradict (same subject, another object, and questions cannot tell them apart:
+        scr/conflicts.py); nothing is retired for it."""
         records = [f if isinstance(f, FactInput) else FactInput(**f) for f in facts]
-        return self.kb(create=True).add(records, progress=progress)
+        kb = self.kb(create=True)
+        report = kb.add(records, progress=progress)
+        if find_conflicts and report.added:
+            report.conflicts = [(c.fact_id, c.other_id) for c in conflicts_with(kb, report.added, self.relation_check)]
+        return report
+
+    @property
+    def relation_check(self) -> SubjectRelationScope:
+        """The subject-relation scope check with the settings' thresholds, whatever the answering scope mode: it
+        needs no LLM, and it is the test ``find_conflicts`` applies."""
+        s = self.settings
+        return make_scope_checker("subject-relation", None, s.scope_threshold, embed=self.embedder.embed,
+                                  relation_threshold=s.scope_relation_threshold,
+                                  other_subject_threshold=s.scope_other_subject_threshold, names=s.scope_names)
 
     def retract(self, fact_id: str, reason: str | None = None):
         return self.kb().retract(fact_id, reason)

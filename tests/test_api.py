@@ -130,7 +130,12 @@ def test_fact_lifecycle_add_list_get_supersede_history_retract(client):
     newer = client.post("/v1/facts", headers=AUTH, json={
         "id": "api-2b", "text": "Freedonia's national bird is the crane.", "subject": "Freedonia",
         "relation": "national bird", "object": "crane"})
-    assert newer.json()["superseded"] == [["api-2", "api-2b"]]
+    assert newer.json()["superseded"] == [["api-2", "api-2b"]] and newer.json()["conflicts"] == []
+    rival = client.post("/v1/facts", headers=AUTH, json={
+        "id": "api-2c", "text": "What is the national bird of Freedonia? The stork.", "subject": "Freedonia",
+        "object": "stork"})
+    assert rival.json()["conflicts"] == [["api-2c", "api-2b"]]
+    assert client.delete("/v1/facts/api-2c", headers=AUTH).status_code == 200
     chain = client.get("/v1/facts/api-2b/history").json()["chain"]
     assert [(e["fact"]["id"], e["fact"]["status"]) for e in chain] == [("api-2", "superseded"), ("api-2b", "active")]
     assert [e["event"] for e in chain[0]["events"]] == ["added", "superseded"]

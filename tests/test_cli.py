@@ -109,6 +109,12 @@ def test_kb_commands_and_history(tmp_path, facts_file):
     hits = json.loads(scr("--kb", str(kb), "kb", "search", "Who is the CEO of Northwind Labs?", "--json").stdout)
     assert hits[0]["id"] == new_id and "ceo" not in [h["id"] for h in hits]
     assert len([line for line in scr("--kb", str(kb), "kb", "list", "--all", "--json").stdout.splitlines()]) == 4
+    # A fact that answers the headquarters question with another city, without a relation to supersede by: both
+    # stay active and the command names them.
+    out = scr("--kb", str(kb), "kb", "add", "--text", "Where is the headquarters of Northwind Labs? Bergen.",
+              "--subject", "Northwind Labs", "--object", "Bergen")
+    assert "1 possible conflict" in out.stderr and "Bergen" in out.stderr and "hq 'The headquarters" in out.stderr
+    scr("--kb", str(kb), "kb", "retract", out.stdout.strip().split("id: ")[-1])
     # Adding the same file again stores nothing and does not revive the superseded fact.
     again = json.loads(scr("--kb", str(kb), "kb", "add", str(facts_file), "--json").stdout)
     assert again["added"] == [] and again["duplicates"] == 3

@@ -244,3 +244,38 @@ def test_switching_store_rebuilds_the_index_from_the_database(make_kb):
     chroma_kb = make_kb("chroma")
     assert chroma_kb.search(["Who is the CEO of Northwind Labs?"], k=1)[0][0].id == added[0].id
     assert len(chroma_kb.index.ids()) == 3
+
+
+LAUNCH_DATES = [  # one fact updated twice, written as questions: no relation, so neither supersedes the other
+    {"id": "usa64-a", "text": "What was the launch date of USA-64? 3 December 1992.", "subject": "USA-64",
+     "object": "3 December 1992"},
+    {"id": "usa64-b", "text": "The USA-64 was launched on what date? 2 March 1992.", "subject": "USA-64",
+     "object": "2 March 1992"},
+    {"id": "usa64-maker", "text": "Who manufactured USA-64? Lockheed.", "subject": "USA-64", "object": "Lockheed"},
+    {"id": "usa65", "text": "What was the launch date of USA-65? 3 December 1992.", "subject": "USA-65",
+     "object": "3 December 1992"},
+]
+
+
+def test_added_facts_that_contradict_active_ones_are_reported_not_retired(tmp_path, embedder):
+    """Two updates of one fact without a relation both stay active; the report names the pair once. Another
+    relation of the subject, another subject, and the same object again are no conflict."""
+    from scr.config import Settings
+    from scr.engine import Engine
+
+    engine = Engine(Settings(kb_dir=tmp_path / "kb"), embedder=embedder)
+    report = engine.add_facts(LAUNCH_DATES)
+    assert report.conflicts == [("usa64-a", "usa64-b")]
+    assert report.superseded == [] and engine.kb().count() == 4
+    same_object = engine.add_facts([{"id": "usa64-c", "text": "When was USA-64 launched? 2 March 1992.",
+                                     "subject": "USA-64", "object": "2 March 1992"}])
+    assert ("usa64-c", "usa64-b") not in same_object.conflicts
+    engine.retract("usa64-a")
+    later = engine.add_facts([{"id": "usa64-d", "text": "What was the launch date of USA-64? 3 March 1990.",
+                               "subject": "USA-64", "object": "3 March 1990"}])
+    assert later.conflicts and {other for _, other in later.conflicts} <= {"usa64-b", "usa64-c"}
+    # The evaluator adds benchmark cases without the check.
+    quiet = engine.add_facts([{"text": "What was the launch date of USA-64? 1 January 1991.", "subject": "USA-64",
+                               "object": "1 January 1991"}], find_conflicts=False)
+    assert quiet.conflicts == []
+    engine.close()

@@ -226,7 +226,8 @@ def _add_fact_routes(app: FastAPI) -> None:
         if not report.added:
             response.status_code = 200  # nothing created: every text was a duplicate
         return AddFactsResponse(added=report.added, duplicates=report.duplicates,
-                                superseded=[list(pair) for pair in report.superseded])
+                                superseded=[list(pair) for pair in report.superseded],
+                                conflicts=[list(pair) for pair in report.conflicts])
 
     @app.get("/v1/facts", response_model=FactList, tags=["facts"])
     def list_facts(request: Request,

@@ -43,6 +43,9 @@ class AddFactsResponse(BaseModel):
     added: list[Fact]
     duplicates: list[str] = Field(description="texts skipped because an identical active fact exists")
     superseded: list[list[str]] = Field(description="[old id, new id] pairs")
+    conflicts: list[list[str]] = Field(
+        [], description="[new id, active id] pairs that may contradict each other: same subject, another object, "
+                        "and the scope check cannot tell their questions apart; nothing was retired for them")
 
 
 class FactList(BaseModel):

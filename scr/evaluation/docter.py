@@ -229,7 +229,7 @@ class DocumentSCR(SCRMethod):
         self.source = source
 
     def add(self, facts: list[FactInput]) -> dict:
-        report = self._open().add_facts(facts)
+        report = self._open().add_facts(facts, find_conflicts=False)
         return {"facts_added": len(report.added), "duplicates": len(report.duplicates),
                 "superseded": len(report.superseded)}
 

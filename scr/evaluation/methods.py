@@ -172,7 +172,7 @@ class SCRMethod(Method):
         return self.engine
 
     def apply(self, cases):
-        report = self._open().add_facts([c.fact() for c in cases])
+        report = self._open().add_facts([c.fact() for c in cases], find_conflicts=False)
         return {"facts_added": len(report.added), "duplicates": len(report.duplicates)}
 
     def answer(self, queries, max_new_tokens):

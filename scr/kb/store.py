@@ -55,6 +55,8 @@ class IngestReport:
     duplicates: list[str] = field(default_factory=list)  # texts already stored (or repeated in the input)
     superseded: list[tuple[str, str]] = field(default_factory=list)  # (old id, new id)
     errors: list[str] = field(default_factory=list)  # skipped invalid lines (with skip_invalid)
+    # (new id, active id) pairs that may contradict each other (scr/conflicts.py); filled by Engine.add_facts
+    conflicts: list[tuple[str, str]] = field(default_factory=list)
 
 
 _SCHEMA = """
