@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from scr.config import Settings
+from scr.conflicts import find_conflicts as conflicts_with
 from scr.kb import FactInput, IngestReport, KnowledgeBase, parse_file
 from scr.kb.embed import Embedder
 from scr.kb.ingest import IngestError
 from scr.llm import LLMBackend, make_backend
 from scr.models import set_offline_env
 from scr.pipeline import Answer, SCRPipeline
-from scr.conflicts import find_conflicts as conflicts_with
 from scr.scope import ScopeChecker, SubjectRelationScope, build_scope_checker, make_scope_checker
 
 
