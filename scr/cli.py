@@ -24,6 +24,7 @@ kb_app = typer.Typer(help="Manage the knowledge base of updated facts.", no_args
 app.add_typer(kb_app, name="kb")
 models_app = typer.Typer(help="Prepare the embedded models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+MAX_CONFLICTS_SHOWN = 20  # possible conflicts printed by `kb add` (``--json`` gives them all)
 
 
 @app.callback()
@@ -102,7 +103,7 @@ def kb_add(
             if supersedes:
                 raise IngestError("--supersedes applies to a single --text fact; in files use a 'supersedes' field")
             report = engine.ingest(files, skip_invalid=skip_invalid, progress=progress, documents=documents)
-        texts = {i: engine.kb().get(i).text for pair in report.conflicts for i in pair}
+        texts = {i: engine.kb().get(i).text for pair in report.conflicts[:MAX_CONFLICTS_SHOWN] for i in pair}
     if as_json:
         _print_json({"added": [f.id for f in report.added], "duplicates": len(report.duplicates),
                      "superseded": [list(p) for p in report.superseded], "conflicts": [list(p) for p in report.conflicts],
@@ -115,8 +116,10 @@ def kb_add(
     if report.conflicts:
         err.print(f"{len(report.conflicts)} possible conflict(s): facts that answer the same question with different "
                   "objects; retract the one that is out of date (scr kb retract ID)", highlight=False)
-        for new, other in report.conflicts:
+        for new, other in report.conflicts[:MAX_CONFLICTS_SHOWN]:
             err.print(f"  {new} {texts[new]!r}\n  {other} {texts[other]!r}", highlight=False)
+        if len(report.conflicts) > MAX_CONFLICTS_SHOWN:
+            err.print(f"  ... and {len(report.conflicts) - MAX_CONFLICTS_SHOWN} more (--json lists them all)")
     for problem in report.errors:
         err.print(f"skipped invalid line: {problem}", highlight=False)
     if len(report.added) == 1:
