@@ -103,7 +103,7 @@ def kb_add(
             if supersedes:
                 raise IngestError("--supersedes applies to a single --text fact; in files use a 'supersedes' field")
             report = engine.ingest(files, skip_invalid=skip_invalid, progress=progress, documents=documents)
-        texts = {i: engine.kb().get(i).text for pair in report.conflicts[:MAX_CONFLICTS_SHOWN] for i in pair}
+        texts = _texts(engine, report.conflicts)
     if as_json:
         _print_json({"added": [f.id for f in report.added], "duplicates": len(report.duplicates),
                      "superseded": [list(p) for p in report.superseded], "conflicts": [list(p) for p in report.conflicts],
@@ -114,16 +114,39 @@ def kb_add(
     for old, new in report.superseded:
         out.print(f"  {old} superseded by {new}")
     if report.conflicts:
-        err.print(f"{len(report.conflicts)} possible conflict(s): facts that answer the same question with different "
-                  "objects; retract the one that is out of date (scr kb retract ID)", highlight=False)
-        for new, other in report.conflicts[:MAX_CONFLICTS_SHOWN]:
-            err.print(f"  {new} {texts[new]!r}\n  {other} {texts[other]!r}", highlight=False)
-        if len(report.conflicts) > MAX_CONFLICTS_SHOWN:
-            err.print(f"  ... and {len(report.conflicts) - MAX_CONFLICTS_SHOWN} more (--json lists them all)")
+        _print_conflicts(report.conflicts, texts, err)
     for problem in report.errors:
         err.print(f"skipped invalid line: {problem}", highlight=False)
     if len(report.added) == 1:
         out.print(f"id: {report.added[0].id}")
+
+
+def _texts(engine, pairs) -> dict[str, str]:
+    return {i: engine.kb().get(i).text for pair in pairs[:MAX_CONFLICTS_SHOWN] for i in pair}
+
+
+def _print_conflicts(pairs, texts: dict[str, str], console) -> None:
+    console.print(f"{len(pairs)} possible conflict(s): facts that answer the same question with different objects; "
+                  "retract the one that is out of date (scr kb retract ID)", highlight=False)
+    for fact, other in pairs[:MAX_CONFLICTS_SHOWN]:
+        console.print(f"  {fact} {texts[fact]!r}\n  {other} {texts[other]!r}", highlight=False)
+    if len(pairs) > MAX_CONFLICTS_SHOWN:
+        console.print(f"  ... and {len(pairs) - MAX_CONFLICTS_SHOWN} more (--json lists them all)")
+
+
+@kb_app.command("conflicts")
+def kb_conflicts(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Pairs of active facts that may contradict each other: same subject, another object, and questions cannot
+    tell them apart (what `kb add` reports for new facts, over the whole knowledge base)."""
+    with _engine(ctx) as engine:
+        pairs = engine.conflicts()
+        texts = _texts(engine, pairs)
+    if as_json:
+        _print_json([list(pair) for pair in pairs])
+    elif pairs:
+        _print_conflicts(pairs, texts, out)
+    else:
+        out.print("no possible conflicts among the active facts")
 
 
 @kb_app.command("list")

@@ -10,7 +10,7 @@ from typing import Iterable, Sequence
 
 from scr.config import Settings
 from scr.conflicts import find_conflicts as conflicts_with
-from scr.kb import FactInput, IngestReport, KnowledgeBase, parse_file
+from scr.kb import Fact, FactInput, IngestReport, KnowledgeBase, parse_file
 from scr.kb.embed import Embedder
 from scr.kb.ingest import IngestError
 from scr.llm import LLMBackend, make_backend
@@ -96,8 +96,15 @@ class Engine:
         kb = self.kb(create=True)
         report = kb.add(records, progress=progress)
         if find_conflicts and report.added:
-            report.conflicts = [(c.fact_id, c.other_id) for c in conflicts_with(kb, report.added, self.relation_check)]
+            report.conflicts = self.conflicts(report.added)
         return report
+
+    def conflicts(self, facts: Sequence[Fact] | None = None) -> list[tuple[str, str]]:
+        """(fact id, active id) pairs that may contradict each other (scr/conflicts.py): for ``facts``, or for
+        every active fact (each pair once)."""
+        kb = self.kb()
+        pairs = conflicts_with(kb, kb.list() if facts is None else facts, self.relation_check)
+        return [(c.fact_id, c.other_id) for c in pairs]
 
     @property
     def relation_check(self) -> SubjectRelationScope:

@@ -114,7 +114,10 @@ def test_kb_commands_and_history(tmp_path, facts_file):
     out = scr("--kb", str(kb), "kb", "add", "--text", "Where is the headquarters of Northwind Labs? Bergen.",
               "--subject", "Northwind Labs", "--object", "Bergen")
     assert "1 possible conflict" in out.stderr and "Bergen" in out.stderr and "hq 'The headquarters" in out.stderr
-    scr("--kb", str(kb), "kb", "retract", out.stdout.strip().split("id: ")[-1])
+    bergen = out.stdout.strip().split("id: ")[-1]
+    assert json.loads(scr("--kb", str(kb), "kb", "conflicts", "--json").stdout) == [["hq", bergen]]
+    scr("--kb", str(kb), "kb", "retract", bergen)
+    assert "no possible conflicts" in scr("--kb", str(kb), "kb", "conflicts").stdout
     # Adding the same file again stores nothing and does not revive the superseded fact.
     again = json.loads(scr("--kb", str(kb), "kb", "add", str(facts_file), "--json").stdout)
     assert again["added"] == [] and again["duplicates"] == 3

@@ -267,6 +267,7 @@ def test_added_facts_that_contradict_active_ones_are_reported_not_retired(tmp_pa
     report = engine.add_facts(LAUNCH_DATES)
     assert report.conflicts == [("usa64-a", "usa64-b")]
     assert report.superseded == [] and engine.kb().count() == 4
+    assert engine.conflicts() == [("usa64-a", "usa64-b")]  # the whole knowledge base, each pair once
     same_object = engine.add_facts([{"id": "usa64-c", "text": "When was USA-64 launched? 2 March 1992.",
                                      "subject": "USA-64", "object": "2 March 1992"}])
     assert ("usa64-c", "usa64-b") not in same_object.conflicts
