@@ -42,7 +42,10 @@ def find_conflicts(kb, facts: Sequence[Fact], scope, k: int = 5) -> list[Conflic
         return []
     questions: list[Fact] = []
     candidates: list[list[FactHit]] = []
-    for fact, hits in zip(new, kb.search([f.key for f in new], k + 1)):
+    found = []  # stored key vectors, not embedded again; SQLite caps the parameters of one query
+    for start in range(0, len(new), 500):
+        found += kb.search_vectors(kb.key_vectors([f.id for f in new[start : start + 500]]), k + 1)
+    for fact, hits in zip(new, found):
         others = [h for h in hits if h.id != fact.id and h.subject and h.subject.lower() == fact.subject.lower()
                   and _object(h) not in (None, _object(fact))]
         if others:

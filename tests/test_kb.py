@@ -235,6 +235,12 @@ def test_search_vectors_scores_are_cosines(make_kb, embedder):
     hit = kb.search([query], k=1)[0][0]
     q, t = embedder.embed([query, FACTS[0].text])
     assert hit.score == pytest.approx(float(np.dot(q, t)), abs=1e-4)
+    # Stored key vectors come back in the order asked, equal to the keys' embeddings; unknown ids are named.
+    facts = kb.list()
+    stored = kb.key_vectors([facts[1].id, facts[0].id])
+    assert np.allclose(stored, embedder.embed([facts[1].key, facts[0].key]), atol=1e-5)
+    with pytest.raises(FactNotFound, match="nope"):
+        kb.key_vectors([facts[0].id, "nope"])
 
 
 def test_switching_store_rebuilds_the_index_from_the_database(make_kb):

@@ -280,6 +280,16 @@ class KnowledgeBase:
             seen.add(chain[-1].id)
         return [(f, self.events(f.id)) for f in chain]
 
+    def key_vectors(self, fact_ids: Sequence[str]) -> np.ndarray:
+        """The stored key embeddings of these facts, in order (no embedding model needed)."""
+        with self._lock:
+            rows = dict(self._db.execute(
+                f"SELECT id, rowid FROM facts WHERE id IN ({','.join('?' * len(fact_ids))})", list(fact_ids)))
+            missing = [i for i in fact_ids if i not in rows]
+            if missing:
+                raise FactNotFound(f"unknown fact id: {missing[0]!r}")
+            return self._vectors([rows[i] for i in fact_ids], "key_vec")
+
     def search(self, queries: Sequence[str], k: int = 5) -> list[list[FactHit]]:
         return self.search_vectors(self.embedder.embed(list(queries)), k)
 
