@@ -118,13 +118,13 @@ def edited_fact_probes(cases, n: int) -> set[tuple[str, str]]:
 def conflicting_updates(cases, n: int) -> set[str]:
     """case_ids of the updates that another update in their group of ``n`` contradicts: the same subject and
     original answer (the same fact), another new object. Cases without a subject or ``target_true`` never match."""
+    fact_of = {case.case_id: (case.index // n, case.subject.lower(), normalize(case.target_true))
+               for case in cases if case.subject and case.target_true}  # (group, subject, original answer)
     objects: dict[tuple[int, str, str], set[str]] = {}
     for case in cases:
-        if case.subject and case.target_true:
-            key = (case.index // n, case.subject.lower(), normalize(case.target_true))
-            objects.setdefault(key, set()).add(normalize(case.target_new))
-    return {case.case_id for case in cases if case.subject and case.target_true
-            and len(objects[case.index // n, case.subject.lower(), normalize(case.target_true)]) > 1}
+        if case.case_id in fact_of:
+            objects.setdefault(fact_of[case.case_id], set()).add(normalize(case.target_new))
+    return {case_id for case_id, fact in fact_of.items() if len(objects[fact]) > 1}
 
 
 # ----- aggregation ------------------------------------------------------------------------------------------
