@@ -135,6 +135,7 @@ def test_fact_lifecycle_add_list_get_supersede_history_retract(client):
         "id": "api-2c", "text": "What is the national bird of Freedonia? The stork.", "subject": "Freedonia",
         "object": "stork"})
     assert rival.json()["conflicts"] == [["api-2c", "api-2b"]]
+    assert {"api-2b", "api-2c"} in [set(pair) for pair in client.get("/v1/conflicts").json()["conflicts"]]
     assert client.delete("/v1/facts/api-2c", headers=AUTH).status_code == 200
     chain = client.get("/v1/facts/api-2b/history").json()["chain"]
     assert [(e["fact"]["id"], e["fact"]["status"]) for e in chain] == [("api-2", "superseded"), ("api-2b", "active")]

@@ -23,8 +23,8 @@ from pydantic import ValidationError
 from scr.api.batching import QueryBatcher
 from scr.api.errors import BadRequest, error_response, install_error_handlers
 from scr.api.metrics import Metrics
-from scr.api.schemas import (AddFactsResponse, BatchQueryRequest, BatchQueryResponse, ErrorResponse, FactHistory,
-                             FactList, FactUsed, Health, HistoryEntry, QueryRequest, QueryResponse)
+from scr.api.schemas import (AddFactsResponse, BatchQueryRequest, BatchQueryResponse, ConflictList, ErrorResponse,
+                             FactHistory, FactList, FactUsed, Health, HistoryEntry, QueryRequest, QueryResponse)
 from scr.config import Settings
 from scr.engine import Engine
 from scr.kb import Fact, FactInput
@@ -237,6 +237,12 @@ def _add_fact_routes(app: FastAPI) -> None:
         kb = engine_of(request).kb()
         wanted = None if status == "all" else status
         return FactList(facts=kb.list(status=wanted, limit=limit, offset=offset), total=kb.count(wanted))
+
+    @app.get("/v1/conflicts", response_model=ConflictList, tags=["facts"])
+    def list_conflicts(request: Request) -> ConflictList:
+        """Pairs of active facts that may contradict each other, over the whole knowledge base (what adding facts
+        reports for the new ones): retract the one that is out of date."""
+        return ConflictList(conflicts=[list(pair) for pair in engine_of(request).conflicts()])
 
     @app.get("/v1/facts/{fact_id}", response_model=Fact, tags=["facts"])
     def get_fact(fact_id: str, request: Request) -> Fact:

@@ -48,6 +48,12 @@ class AddFactsResponse(BaseModel):
                         "and the scope check cannot tell their questions apart; nothing was retired for them")
 
 
+class ConflictList(BaseModel):
+    conflicts: list[list[str]] = Field(
+        description="[fact id, fact id] pairs of active facts that may contradict each other (same subject, another "
+                    "object, and the scope check cannot tell their questions apart), each pair once")
+
+
 class FactList(BaseModel):
     facts: list[Fact]
     total: int = Field(description="facts with this status in the knowledge base")
