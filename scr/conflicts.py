@@ -9,8 +9,9 @@ whichever of the two is closer to its wording. (KnowEdit's ZsRE test holds 307 s
 Two facts are reported when they name the same subject, have different objects, and the subject-relation scope
 check (scr/scope.py) would answer the new fact's key, read as a question, with the other fact: the same test
 that decides which fact answers a user's question, so a reported pair is one that questions cannot tell apart.
-Nothing is retired automatically: the operator supersedes or retracts one of them (``scr kb supersede``,
-``scr kb retract``). A pair worded further apart than the relation check's threshold is not found; the check
+Nothing is retired automatically: the operator retracts the stale one (``scr kb retract``). Adding facts reports
+the pairs for the new ones (``scr kb add``, ``POST /v1/facts``); ``scr kb conflicts`` and ``GET /v1/conflicts``
+list them over the whole knowledge base. Measured on KnowEdit: evals/results/conflict_detection.md. A pair worded further apart than the relation check's threshold is not found; the check
 errs towards silence, as it does for questions.
 """
 
