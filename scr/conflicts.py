@@ -43,9 +43,7 @@ def find_conflicts(kb, facts: Sequence[Fact], scope, k: int = 5) -> list[Conflic
         return []
     questions: list[Fact] = []
     candidates: list[list[FactHit]] = []
-    found = []  # stored key vectors, not embedded again; SQLite caps the parameters of one query
-    for start in range(0, len(new), 500):
-        found += kb.search_vectors(kb.key_vectors([f.id for f in new[start : start + 500]]), k + 1)
+    found = kb.search_vectors(kb.key_vectors([f.id for f in new]), k + 1)  # stored keys, not embedded again
     for fact, hits in zip(new, found):
         others = [h for h in hits if h.id != fact.id and h.subject and h.subject.lower() == fact.subject.lower()
                   and _object(h) not in (None, _object(fact))]

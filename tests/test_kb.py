@@ -241,6 +241,7 @@ def test_search_vectors_scores_are_cosines(make_kb, embedder):
     assert np.allclose(stored, embedder.embed([facts[1].key, facts[0].key]), atol=1e-5)
     with pytest.raises(FactNotFound, match="nope"):
         kb.key_vectors([facts[0].id, "nope"])
+    assert kb.key_vectors([]).shape == (0, embedder.dim)
 
 
 def test_switching_store_rebuilds_the_index_from_the_database(make_kb):

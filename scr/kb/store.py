@@ -283,8 +283,11 @@ class KnowledgeBase:
     def key_vectors(self, fact_ids: Sequence[str]) -> np.ndarray:
         """The stored key embeddings of these facts, in order (no embedding model needed)."""
         with self._lock:
-            rows = dict(self._db.execute(
-                f"SELECT id, rowid FROM facts WHERE id IN ({','.join('?' * len(fact_ids))})", list(fact_ids)))
+            rows = {}
+            for start in range(0, len(fact_ids), 500):  # SQLite caps the parameters of one statement
+                chunk = list(fact_ids[start : start + 500])
+                rows.update(self._db.execute(f"SELECT id, rowid FROM facts WHERE id IN ({','.join('?' * len(chunk))})",
+                                             chunk))
             missing = [i for i in fact_ids if i not in rows]
             if missing:
                 raise FactNotFound(f"unknown fact id: {missing[0]!r}")
