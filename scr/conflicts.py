@@ -11,8 +11,9 @@ check (scr/scope.py) would answer the new fact's key, read as a question, with t
 that decides which fact answers a user's question, so a reported pair is one that questions cannot tell apart.
 Nothing is retired automatically: the operator retracts the stale one (``scr kb retract``). Adding facts reports
 the pairs for the new ones (``scr kb add``, ``POST /v1/facts``); ``scr kb conflicts`` and ``GET /v1/conflicts``
-list them over the whole knowledge base. Measured on KnowEdit: evals/results/conflict_detection.md. A pair worded further apart than the relation check's threshold is not found; the check
-errs towards silence, as it does for questions.
+list them over the whole knowledge base. A pair worded further apart than the relation check's threshold is not
+found; the check errs towards silence, as it does for questions. Measured on KnowEdit:
+evals/results/conflict_detection.md.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ def find_conflicts(kb, facts: Sequence[Fact], scope, k: int = 5) -> list[Conflic
     candidates: list[list[FactHit]] = []
     found = kb.search_vectors(kb.key_vectors([f.id for f in new]), k + 1)  # stored keys, not embedded again
     for fact, hits in zip(new, found):
-        others = [h for h in hits if h.id != fact.id and h.subject and h.subject.lower() == fact.subject.lower()
-                  and _object(h) not in (None, _object(fact))]
+        subject, obj = fact.subject.lower(), _object(fact)  # once per fact, not once per hit
+        others = [h for h in hits if h.id != fact.id and h.subject and h.subject.lower() == subject
+                  and _object(h) not in (None, obj)]
         if others:
             questions.append(fact)
             candidates.append(others[:k])
