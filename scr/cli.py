@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from scr.cli_support import engine_from as _engine
 from scr.cli_support import err, out
@@ -112,13 +114,13 @@ def kb_add(
     out.print(f"added {len(report.added)} fact(s), skipped {len(report.duplicates)} duplicate(s), "
               f"superseded {len(report.superseded)}")
     for old, new in report.superseded:
-        out.print(f"  {old} superseded by {new}")
+        out.print(f"  {old} superseded by {new}", markup=False, highlight=False)
     if report.conflicts:
         _print_conflicts(report.conflicts, texts, err)
     for problem in report.errors:
-        err.print(f"skipped invalid line: {problem}", highlight=False)
+        err.print(f"skipped invalid line: {problem}", markup=False, highlight=False)
     if len(report.added) == 1:
-        out.print(f"id: {report.added[0].id}")
+        out.print(f"id: {report.added[0].id}", markup=False, highlight=False)
 
 
 def _texts(engine, pairs) -> dict[str, str]:
@@ -129,7 +131,7 @@ def _print_conflicts(pairs, texts: dict[str, str], console) -> None:
     console.print(f"{len(pairs)} possible conflict(s): facts that answer the same question with different objects; "
                   "retract the one that is out of date (scr kb retract ID)", highlight=False)
     for fact, other in pairs[:MAX_CONFLICTS_SHOWN]:
-        console.print(f"  {fact} {texts[fact]!r}\n  {other} {texts[other]!r}", highlight=False)
+        console.print(f"  {fact} {texts[fact]!r}\n  {other} {texts[other]!r}", markup=False, highlight=False)
     if len(pairs) > MAX_CONFLICTS_SHOWN:
         console.print(f"  ... and {len(pairs) - MAX_CONFLICTS_SHOWN} more (--json lists them all)")
 
@@ -161,7 +163,7 @@ def kb_list(ctx: typer.Context, all_: bool = typer.Option(False, "--all", help="
         return
     table = Table("id", "status", "text", show_lines=False)
     for fact in facts:
-        table.add_row(fact.id, fact.status, fact.text)
+        table.add_row(Text(fact.id), fact.status, Text(fact.text))
     out.print(table)
     out.print(f"{len(facts)} fact(s)")
 
@@ -184,10 +186,10 @@ def kb_history(ctx: typer.Context, fact_id: str, as_json: bool = typer.Option(Fa
                      for f, ev in chain])
         return
     for fact, events in chain:
-        out.print(f"[bold]{fact.id}[/bold] ({fact.status}): {fact.text}", highlight=False)
+        out.print(f"[bold]{escape(fact.id)}[/bold] ({fact.status}): {escape(fact.text)}", highlight=False)
         for event in events:
             detail = f" ({event.detail})" if event.detail else ""
-            out.print(f"    {event.at.isoformat(timespec='seconds')}  {event.event}{detail}", highlight=False)
+            out.print(f"    {event.at.isoformat(timespec='seconds')}  {event.event}{detail}", markup=False, highlight=False)
 
 
 @kb_app.command("retract")
@@ -195,7 +197,7 @@ def kb_retract(ctx: typer.Context, fact_id: str, reason: Optional[str] = typer.O
     """Remove a fact from retrieval (kept in history)."""
     with _engine(ctx) as engine:
         engine.retract(fact_id, reason)
-    out.print(f"retracted {fact_id}")
+    out.print(f"retracted {fact_id}", markup=False, highlight=False)
 
 
 @kb_app.command("supersede")
@@ -207,7 +209,7 @@ def kb_supersede(ctx: typer.Context, fact_id: str, text: str = typer.Option(...,
     with _engine(ctx) as engine:
         report = engine.supersede(fact_id, FactInput(text=text, subject=subject, relation=relation, object=obj,
                                                      source="cli"))
-    out.print(f"{fact_id} superseded by {report.added[0].id}")
+    out.print(f"{fact_id} superseded by {report.added[0].id}", markup=False, highlight=False)
 
 
 @kb_app.command("search")
@@ -223,7 +225,7 @@ def kb_search(ctx: typer.Context, query: str, k: Optional[int] = typer.Option(No
         return
     table = Table("id", "score", "key score", "text")
     for h in hits:
-        table.add_row(h.id, f"{h.score:.3f}", f"{h.key_score:.3f}", h.text)
+        table.add_row(Text(h.id), f"{h.score:.3f}", f"{h.key_score:.3f}", Text(h.text))
     out.print(table)
 
 
@@ -266,9 +268,9 @@ def ask(
             continue
         out.print(answer.answer, highlight=False, markup=False)
         used = f"fact {answer.facts[0].id}: {answer.facts[0].text}" if answer.facts else "no stored fact applies"
-        err.print(f"[dim]({used})[/dim]", highlight=False)
+        err.print(f"[dim]({escape(used)})[/dim]", highlight=False)
         if base_answers is not None:
-            err.print(f"[dim]unmodified model: {base_answers[n]}[/dim]", highlight=False)
+            err.print(f"[dim]unmodified model: {escape(base_answers[n])}[/dim]", highlight=False)
 
 
 # ----- quick start -------------------------------------------------------------------------------------------
@@ -300,7 +302,7 @@ def quickstart(
     table = Table("question", "unmodified model", "SCR", "fact used", show_lines=True)
     updated = unchanged = scoped = 0
     for q, b, a in zip(questions, base_answers, answers):
-        table.add_row(q["question"], b, a.answer, a.facts[0].text if a.facts else "-")
+        table.add_row(Text(q["question"]), Text(b), Text(a.answer), Text(a.facts[0].text if a.facts else "-"))
         scoped += a.in_scope == bool(q.get("expect"))
         if q.get("expect") and q["expect"].lower() in a.answer.lower():
             updated += 1

@@ -9,6 +9,7 @@ from typing import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from scr.config import Settings, SettingsError
@@ -28,6 +29,12 @@ def settings_from(ctx: typer.Context, **extra) -> Settings:
     return Settings.load(ctx.obj["config"], **overrides)
 
 
+def print_error(exc: BaseException | str) -> None:
+    """``error: <message>`` on stderr, the message printed as it is: square brackets in it ("reads [eval]", a
+    question's "[1]") are text, not console markup."""
+    err.print("[red]error:[/red]", escape(str(exc)), highlight=False, soft_wrap=True)
+
+
 @contextmanager
 def engine_from(ctx: typer.Context, **extra) -> Iterator[Engine]:
     """An Engine for one command; user errors become a one-line message and exit code 1."""
@@ -36,7 +43,7 @@ def engine_from(ctx: typer.Context, **extra) -> Iterator[Engine]:
         engine = Engine(settings_from(ctx, **extra))
         yield engine
     except USER_ERRORS as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+        print_error(exc)
         raise typer.Exit(1)
     finally:
         if engine is not None:

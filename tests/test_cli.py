@@ -124,6 +124,23 @@ def test_kb_commands_and_history(tmp_path, facts_file):
     assert json.loads(scr("--kb", str(kb), "kb", "show", "ceo").stdout)["status"] == "superseded"
 
 
+def test_square_brackets_in_facts_and_errors_are_printed_as_text(tmp_path):
+    """Fact texts, ids and error messages are data, not console markup: "[bold]" stays on the screen."""
+    kb = tmp_path / "kb"
+    text = "The motto of [Acme] is [bold]Onward[/bold]."
+    facts = tmp_path / "motto.jsonl"
+    facts.write_text(json.dumps({"id": "[m1]", "text": text}) + "\n")
+    bad_id = scr("--kb", str(kb), "kb", "add", str(facts), ok=False)
+    assert bad_id.exit_code == 1 and "should match pattern '^[A-Za-z0-9_.:\\-]+$'" in bad_id.output
+    facts.write_text(json.dumps({"id": "m1", "text": text}) + "\n")
+    scr("--kb", str(kb), "kb", "add", str(facts))
+    for args in (["kb", "list"], ["kb", "history", "m1"], ["kb", "search", "What is the motto of Acme?"]):
+        shown = "".join(scr("--kb", str(kb), *args).stdout.split())  # tables wrap long cells
+        assert "[Acme]is[bold]Onward[/bold]" in shown, shown
+    missing = scr("--kb", str(kb), "kb", "show", "[nope]", ok=False)
+    assert missing.exit_code == 1 and "unknown fact id: '[nope]'" in missing.output
+
+
 def test_batch_questions_from_a_file(tmp_path, facts_file, base_answer):
     kb = tmp_path / "kb"
     scr("--kb", str(kb), "kb", "add", str(facts_file))

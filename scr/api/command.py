@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from scr.cli_support import USER_ERRORS, err, settings_from
+from scr.cli_support import USER_ERRORS, err, print_error, settings_from
 
 
 def command(
@@ -33,7 +33,7 @@ def command(
         app = create_app(settings, api_token=token or os.environ.get("SCR_API_TOKEN") or None,
                          model_name=model_name, max_batch=max_batch)
     except USER_ERRORS as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        print_error(exc)
         raise typer.Exit(1)
     auth = "write endpoints need the bearer token" if app.state.options.api_token else "no API token set"
     err.print(f"serving on http://{host}:{port} (docs: /docs; {auth})", highlight=False)

@@ -42,7 +42,7 @@ def command(
     out_dir: Path = typer.Option(..., "--out", help="folder to write the edited model to (must not exist)"),
 ) -> None:
     """Edit the model's weights with a parameter-editing method and save it as a Hugging Face folder."""
-    from scr.cli_support import USER_ERRORS, err, out, progress_bar, settings_from
+    from scr.cli_support import USER_ERRORS, out, print_error, progress_bar, settings_from
     from scr.editing import METHODS, make_editor
     from scr.evaluation.data import DatasetError, load_cases, resolve_data
     from scr.models import load_causal_lm
@@ -72,7 +72,7 @@ def command(
         editor.save(partial)
         partial.rename(out_dir)
     except (*USER_ERRORS, DatasetError, TypeError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        print_error(exc)
         raise typer.Exit(1)
     out.print(f"{method}: {len(requests)} edits in {seconds:.1f} s ({seconds / len(requests):.2f} s per edit); "
               f"saved to {out_dir}", highlight=False)

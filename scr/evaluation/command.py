@@ -34,36 +34,28 @@ def command(
                                                                   "(e.g. beside a run in progress)"),
 ) -> None:
     """Evaluate methods on a knowledge-editing dataset; writes report.json, report.md and plots to --out."""
-    from scr.cli_support import USER_ERRORS, err, out
-    from scr.config import Settings
-    from scr.evaluation.config import EvalConfigError, load_suite, make_config
-    from scr.evaluation.data import DatasetError
+    from scr.cli_support import out
 
-    try:
-        fields, suite_settings = load_suite(suite) if suite else ({}, {})
-        flags = dict(data=data, format=fmt, data_dir=str(data_dir) if data_dir else None, methods=methods,
-                     protocol=protocol, n=n, limit=limit, mode=mode, out=str(out_dir) if out_dir else None,
-                     max_new_tokens=answer_tokens, batch_size=batch_size, edit_batch_size=edit_batch_size,
-                     seed=seed, judge_url=judge_url, judge_model=judge_model, title=title)
-        fields.update({k: v for k, v in flags.items() if v is not None})
-        if "data" not in fields or "out" not in fields:
-            raise EvalConfigError("give --data and --out (or a --suite that sets them)")
-        config = make_config(**fields)
-        # Settings: suite < settings file/env < global flags (scr --scope-mode ... eval).
-        overrides = {k: v for k, v in ctx.obj["overrides"].items() if v is not None}
-        settings = Settings.load(ctx.obj["config"], **{**suite_settings, **overrides})
+    flags = dict(data=data, format=fmt, data_dir=str(data_dir) if data_dir else None, methods=methods,
+                 protocol=protocol, n=n, limit=limit, mode=mode, out=str(out_dir) if out_dir else None,
+                 max_new_tokens=answer_tokens, batch_size=batch_size, edit_batch_size=edit_batch_size,
+                 seed=seed, judge_url=judge_url, judge_model=judge_model, title=title)
+
+    def make_config(**fields):
+        from scr.evaluation.config import make_config as make_eval_config
         from scr.evaluation.methods import method_names_valid
 
+        config = make_eval_config(**fields)
         method_names_valid(config.methods)
+        return config
+
+    def make_runner(config, settings, command, log):
         from scr.evaluation.runner import Evaluator
 
-        log = (lambda msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
-        evaluator = Evaluator(config, settings, command=command_line(ctx, "eval", suite, flags), log=log,
-                              progress=None if not quiet else False)
-        report = evaluator.run(report_only=report_only)
-    except (*USER_ERRORS, EvalConfigError, DatasetError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+        return Evaluator(config, settings, command=command, log=log, progress=None if not quiet else False)
+
+    config, report = run_suite(ctx, "eval", suite, "eval", flags, make_config, make_runner, quiet=quiet,
+                               report_only=report_only, required=("data", "out"))
     out.print(f"wrote {Path(config.out) / 'report.json'}, report.md and plots")
     for name, m in report["methods"].items():
         metrics = m["metrics"]
@@ -93,3 +85,37 @@ def command_line(ctx, subcommand: str, suite, flags: dict) -> str:
         if value is not None:
             parts += ["--" + key.replace("_", "-"), str(value)]
     return shlex.join(parts)
+
+
+def run_suite(ctx, subcommand: str, suite, table: str, flags: dict, make_config, make_runner, *, quiet: bool,
+              report_only: bool, required: tuple[str, ...] = (), more_fields=None):
+    """The body every evaluation command shares; returns (config, report).
+
+    Runner fields: the suite's ``[table]``, then the flags given (``more_fields(fields)`` may add what a flag
+    cannot say as one value). Settings: the suite's ``[settings]`` < settings file and environment < global
+    flags (``scr --scope-mode ... eval``). ``make_runner(config, settings, command, log)`` returns an object
+    with ``run(report_only=...)``. A user error (bad suite, missing data, invalid field) is one red line and
+    exit status 1."""
+    from scr.cli_support import USER_ERRORS, err, print_error
+    from scr.config import Settings
+    from scr.evaluation.config import EvalConfigError, load_suite
+    from scr.evaluation.data import DatasetError
+
+    try:
+        fields, suite_settings = load_suite(suite, table) if suite else ({}, {})
+        fields.update({k: v for k, v in flags.items() if v is not None})
+        if more_fields is not None:
+            more_fields(fields)
+        missing = [k for k in required if k not in fields]
+        if missing:
+            raise EvalConfigError(f"give {' and '.join('--' + k for k in missing)} (or a --suite that sets "
+                                  f"{'them' if len(missing) > 1 else 'it'})")
+        config = make_config(**fields)
+        overrides = {k: v for k, v in ctx.obj["overrides"].items() if v is not None}
+        settings = Settings.load(ctx.obj["config"], **{**suite_settings, **overrides})
+        log = (lambda msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
+        runner = make_runner(config, settings, command_line(ctx, subcommand, suite, flags), log)
+        return config, runner.run(report_only=report_only)
+    except (*USER_ERRORS, EvalConfigError, DatasetError) as exc:
+        print_error(exc)
+        raise typer.Exit(1)

@@ -53,7 +53,7 @@ from typing import Any, Callable, Sequence
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scr.config import Settings
-from scr.evaluation.config import EvalConfigError, load_suite, split_names, validated
+from scr.evaluation.config import EvalConfigError, split_names, validated
 from scr.evaluation.data import Case, Probe
 from scr.evaluation.docter_data import DocCase, digests, docter_paths, load_docter, parse_yes_no, reasoning_prompt
 from scr.evaluation.methods import (ANSWER_SUFFIXES, BaseMethod, EditingMethod, Method, Query, SCRMethod,
@@ -149,11 +149,6 @@ def parse_method(name: str) -> MethodSpec:
     raise ValueError(f"unknown DocTER method {name!r}: base, scr, scr-sentences, scr-atomic, scr-upper (each "
                      f"optionally followed by -context<N>, then -{' or -'.join(ANSWER_SUFFIXES)}), or "
                      f"<editor>-extracted / <editor>-upper with an editor of {', '.join(METHODS)}")
-
-
-def load_docter_suite(path: str | Path) -> tuple[dict, dict]:
-    """(docter fields, settings fields) from a suite TOML file with [docter] and [settings] tables."""
-    return load_suite(path, "docter")
 
 
 def make_docter_config(**fields) -> DocterConfig:

@@ -40,29 +40,23 @@ def command(
     report_only: bool = typer.Option(False, "--report-only", help="only rebuild the reports from the records"),
 ) -> None:
     """Evaluate document-level updates (DocTER): edit success, locality, reasoning; writes report.json/.md/.png."""
-    from scr.cli_support import USER_ERRORS, err, out
-    from scr.config import Settings
-    from scr.evaluation.command import command_line
-    from scr.evaluation.config import EvalConfigError
-    from scr.evaluation.data import DatasetError
-    from scr.evaluation.docter import DocterRunner, load_docter_suite, make_docter_config
+    from scr.cli_support import out
+    from scr.evaluation.command import run_suite
+    from scr.evaluation.docter import DocterRunner, make_docter_config
 
-    try:
-        fields, suite_settings = load_docter_suite(suite) if suite else ({}, {})
-        flags = dict(data_dir=str(data_dir) if data_dir else None, methods=methods, limit=limit,
-                     offset=offset, batch_size=batch_size, edit_batch_size=edit_batch_size,
-                     seed=seed, out=str(out_dir) if out_dir else None, title=title)
-        fields.update({k: v for k, v in flags.items() if v is not None})
+    flags = dict(data_dir=str(data_dir) if data_dir else None, methods=methods, limit=limit,
+                 offset=offset, batch_size=batch_size, edit_batch_size=edit_batch_size,
+                 seed=seed, out=str(out_dir) if out_dir else None, title=title)
+
+    def add_method_limits(fields: dict) -> None:
         if method_limit:
             fields["method_limits"] = {**fields.get("method_limits", {}), **_method_limits(method_limit)}
-        config = make_docter_config(**fields)
-        overrides = {k: v for k, v in ctx.obj["overrides"].items() if v is not None}
-        settings = Settings.load(ctx.obj["config"], **{**suite_settings, **overrides})
-        log = (lambda msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
-        report = DocterRunner(config, settings, command=command_line(ctx, "eval-docter", suite, flags), log=log).run(report_only=report_only)
-    except (*USER_ERRORS, EvalConfigError, DatasetError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+
+    def make_runner(config, settings, command, log):
+        return DocterRunner(config, settings, command=command, log=log)
+
+    config, report = run_suite(ctx, "eval-docter", suite, "docter", flags, make_docter_config, make_runner,
+                               quiet=quiet, report_only=report_only, more_fields=add_method_limits)
     out.print(f"wrote {Path(config.out) / 'report.json'}, report.md and docter.png")
     for name, m in report["methods"].items():
         s = m["scores"]

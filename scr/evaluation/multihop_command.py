@@ -32,31 +32,20 @@ def command(
     report_only: bool = typer.Option(False, "--report-only", help="only rebuild the reports from the records"),
 ) -> None:
     """Multi-hop accuracy (MQuAKE): base, SCR's multi-hop mode and editing methods; report.json/.md and a plot."""
-    from scr.cli_support import USER_ERRORS, err, out
-    from scr.config import Settings
-    from scr.evaluation.command import command_line
-    from scr.evaluation.config import EvalConfigError, load_suite
-    from scr.evaluation.data import DatasetError
+    from scr.cli_support import out
+    from scr.evaluation.command import run_suite
     from scr.evaluation.multihop import MultiHopEvaluator, make_multihop_config
 
     flags = dict(data=data, data_dir=str(data_dir) if data_dir else None, methods=methods, limit=limit,
                  scr_kb=scr_kb, max_hops=max_hops, decompose=decompose, out=str(out_dir) if out_dir else None,
                  max_new_tokens=answer_tokens, batch_size=batch_size, chunk_cases=chunk_cases,
                  edit_batch_size=edit_batch_size, title=title)
-    try:
-        fields, suite_settings = load_suite(suite, "multihop") if suite else ({}, {})
-        fields.update({k: v for k, v in flags.items() if v is not None})
-        if "out" not in fields:
-            raise EvalConfigError("give --out (or a --suite that sets it)")
-        config = make_multihop_config(**fields)
-        overrides = {k: v for k, v in ctx.obj["overrides"].items() if v is not None}
-        settings = Settings.load(ctx.obj["config"], **{**suite_settings, **overrides})
-        log = (lambda msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
-        evaluator = MultiHopEvaluator(config, settings, command=command_line(ctx, "eval-multihop", suite, flags), log=log)
-        report = evaluator.run(report_only=report_only)
-    except (*USER_ERRORS, EvalConfigError, DatasetError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+
+    def make_runner(config, settings, command, log):
+        return MultiHopEvaluator(config, settings, command=command, log=log)
+
+    config, report = run_suite(ctx, "eval-multihop", suite, "multihop", flags, make_multihop_config, make_runner,
+                               quiet=quiet, report_only=report_only, required=("out",))
     out.print(f"wrote {Path(config.out) / 'report.json'}, report.md and multihop.png")
     for name, m in report["methods"].items():
         metrics = m["metrics"]

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scr.config import Settings
 from scr.evaluation import general
-from scr.evaluation.config import EvalConfigError, load_suite, split_names, validated
+from scr.evaluation.config import EvalConfigError, split_names, validated
 from scr.evaluation.data import file_digest, load_cases, resolve_data
 from scr.evaluation.methods import Method, Query, make_method, method_names_valid
 from scr.evaluation.runner import PeakMemory, Records, _hash, memo_backend, method_slug
@@ -89,11 +89,6 @@ class RetentionConfig(BaseModel):
             if name not in known:
                 raise ValueError(f"unknown benchmark {name!r} ({', '.join(known)})")
         return value
-
-
-def load_retention_suite(path: str | Path) -> tuple[dict, dict]:
-    """(retention fields, settings fields) from a suite TOML file with [retention] and [settings] tables."""
-    return load_suite(path, "retention")
 
 
 def make_retention_config(**fields) -> RetentionConfig:

@@ -29,28 +29,19 @@ def command(
     report_only: bool = typer.Option(False, "--report-only", help="only rebuild the reports from the records"),
 ) -> None:
     """Score general benchmarks after N updates per method; writes report.json, report.md and retention.png."""
-    from scr.cli_support import USER_ERRORS, err, out
-    from scr.config import Settings
-    from scr.evaluation.command import command_line
-    from scr.evaluation.config import EvalConfigError
-    from scr.evaluation.data import DatasetError
-    from scr.evaluation.retention import RetentionRunner, load_retention_suite, make_retention_config
+    from scr.cli_support import out
+    from scr.evaluation.command import run_suite
+    from scr.evaluation.retention import RetentionRunner, make_retention_config
 
-    try:
-        fields, suite_settings = load_retention_suite(suite) if suite else ({}, {})
-        flags = dict(updates=updates, data_dir=str(data_dir) if data_dir else None, methods=methods, n=n,
-                     benchmarks=benchmarks, items=items, batch_size=batch_size, edit_batch_size=edit_batch_size,
-                     seed=seed, out=str(out_dir) if out_dir else None, title=title)
-        fields.update({k: v for k, v in flags.items() if v is not None})
-        config = make_retention_config(**fields)
-        overrides = {k: v for k, v in ctx.obj["overrides"].items() if v is not None}
-        settings = Settings.load(ctx.obj["config"], **{**suite_settings, **overrides})
-        log = (lambda msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
-        runner = RetentionRunner(config, settings, command=command_line(ctx, "retention", suite, flags), log=log, progress=not quiet)
-        report = runner.run(report_only=report_only)
-    except (*USER_ERRORS, EvalConfigError, DatasetError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+    flags = dict(updates=updates, data_dir=str(data_dir) if data_dir else None, methods=methods, n=n,
+                 benchmarks=benchmarks, items=items, batch_size=batch_size, edit_batch_size=edit_batch_size,
+                 seed=seed, out=str(out_dir) if out_dir else None, title=title)
+
+    def make_runner(config, settings, command, log):
+        return RetentionRunner(config, settings, command=command, log=log, progress=not quiet)
+
+    config, report = run_suite(ctx, "retention", suite, "retention", flags, make_retention_config, make_runner,
+                               quiet=quiet, report_only=report_only)
     out.print(f"wrote {Path(config.out) / 'report.json'}, report.md and retention.png")
     for name, m in report["methods"].items():
         for stage_n, stage in m["stages"].items():
