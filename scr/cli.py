@@ -62,6 +62,10 @@ def main(
         None, "--name-check/--no-name-check",
         help="a fact stored without a subject (a document's sentence) answers only questions that name nothing or "
              "something it names"),
+    scope_name_conflicts: Optional[bool] = typer.Option(
+        None, "--name-conflicts/--no-name-conflicts",
+        help="a question that names another entity sharing a word with a fact's subject (\"Janice Dickinson\" for "
+             "\"Angie Dickinson\") is out of that fact's scope"),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="answer length limit"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ..."),
 ) -> None:
@@ -70,6 +74,7 @@ def main(
                      scope_min_probability=scope_min_probability, scope_encoder=scope_encoder,
                      answer_style=answer_style, context_facts=context_facts,
                      scope_final_sentence=scope_final_sentence, scope_names=scope_names,
+                     scope_name_conflicts=scope_name_conflicts,
                      max_new_tokens=max_new_tokens, device=device)
     ctx.obj = {"config": config, "overrides": overrides}
 

@@ -113,7 +113,8 @@ class Engine:
         s = self.settings
         return make_scope_checker("subject-relation", None, s.scope_threshold, embed=self.embedder.embed,
                                   relation_threshold=s.scope_relation_threshold,
-                                  other_subject_threshold=s.scope_other_subject_threshold, names=s.scope_names)
+                                  other_subject_threshold=s.scope_other_subject_threshold, names=s.scope_names,
+                                  name_conflicts=s.scope_name_conflicts)
 
     def retract(self, fact_id: str, reason: str | None = None):
         return self.kb().retract(fact_id, reason)

@@ -13,7 +13,7 @@ our she so that the their there these they this those today we what when whether
 although amidst according before born despite known impressed since some such then though throughout under unlike
 until upon whose""".split())
 # Capitalised words that open questions and requests: not names either ("Where was X born?", "Name the CEO of Y").
-_QUESTION_OPENERS = _NOT_NAMES | set("""where how why is are was were does do did can could should would will name tell
+QUESTION_OPENERS = _NOT_NAMES | set("""where how why is are was were does do did can could should would will name tell
 list give please""".split())
 _WORD = r"[A-Z0-9][\w'’.&-]*"
 _CONNECTIVE = r"(?:of|de|von|van|der|the|la|le|du|del|da|di|and)"  # inside a name: "Charles IV of Spain"
@@ -39,7 +39,7 @@ def name_heads(text: str) -> list[set[str]]:
     ("Danielle Darrieux" -> {darrieux}; "Porsche 924" -> {924}; "Charles IV of Spain" -> {iv}, {spain}). A text
     may call its subject by the last name alone, never by the first."""
     heads = []
-    for name in find_names(text, _QUESTION_OPENERS):
+    for name in find_names(text, QUESTION_OPENERS):
         for part in re.split(r"\s+" + _CONNECTIVE + r"\s+", name):
             words = part.split()
             tokens = set(re.findall(r"\w+", words[-1].lower())) if words else set()

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from scr import prompts
-from scr.names import name_heads
+from scr.names import QUESTION_OPENERS, find_names, name_heads
 from scr.kb.records import FactHit, fact_object
 from scr.llm.base import LLMBackend, as_chat
 
@@ -97,6 +97,27 @@ def names_subject(question: str, subject: str) -> bool:
     """Does the question name the subject: at least half of the subject's words appear in it."""
     words = _words(subject)
     return bool(words) and len(words & _words(question)) >= 0.5 * len(words)
+
+
+# Words that join the parts of a name ("Charles IV of Spain", "Prince Harry, Duke of Sussex"): shared, they say
+# nothing about which entity a name is.
+_NAME_JOINERS = frozenset("of de von van der the la le du del da di and".split())
+
+
+def names_another(question: str, subject: str) -> bool:
+    """Does the question name another entity that shares a word with the subject ("Janice Dickinson" for "Angie
+    Dickinson", "Elizabeth II" for "Elizabeth Holmes")? Yes when one of its names and the subject each have a word
+    the other lacks. A name that holds the whole subject ("President Barack Obama", "Harry Potter and the Goblet of
+    Fire") or that the subject holds ("DiCaprio") is not another entity. Off by default
+    (``Settings.scope_name_conflicts``): measured on train splits, it also turns away many aliases given as full
+    names ("William Bradley Pitt" for "Brad Pitt"; evals/results/name_conflicts.md); for knowledge bases queried
+    by exact names it stops another person of the same family name from getting a fact."""
+    subject_words = _words(subject) - _NAME_JOINERS
+    for name in find_names(question, QUESTION_OPENERS):
+        name_words = _words(name) - _NAME_JOINERS
+        if name_words & subject_words and name_words - subject_words and subject_words - name_words:
+            return True
+    return False
 
 
 def shares_a_name(question: str, fact_text: str) -> bool:
@@ -184,9 +205,10 @@ class SubjectRelationScope:
 
     def __init__(self, embed: Callable[[list[str]], "np.ndarray"], threshold: float, relation_threshold: float,
                  other_subject_threshold: float, encoder=None, band: float = 0.5,
-                 min_probability: float | None = None, names: bool = True):
+                 min_probability: float | None = None, names: bool = True, name_conflicts: bool = False):
         self.embed = embed
         self.names = names  # facts without a subject must share a name with the question (``shares_a_name``)
+        self.name_conflicts = name_conflicts  # a question naming another entity is not about the fact (``names_another``)
         self.threshold = threshold
         self.relation_threshold = relation_threshold
         self.other_subject_threshold = other_subject_threshold
@@ -233,6 +255,8 @@ class SubjectRelationScope:
                 if not hit.subject:
                     if not self.names or shares_a_name(question, hit.text):
                         ok.append(i)
+                elif self.name_conflicts and names_another(question, hit.subject):
+                    continue
                 elif names_subject(question, hit.subject):
                     if not self.asks_all_of(question, hit):  # else the relation is settled without embeddings
                         pairs[n, i] = (relation_wording(question, hit.subject), self.fact_wordings(hit))
@@ -352,7 +376,7 @@ class PaperScope:
 def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend], threshold: float = 0.59,
                        encoder=None, min_probability: float | None = None, embed=None,
                        relation_threshold: float = 0.75, other_subject_threshold: float = 0.67,
-                       relation_band: float = 0.5, names: bool = True) -> ScopeChecker:
+                       relation_band: float = 0.5, names: bool = True, name_conflicts: bool = False) -> ScopeChecker:
     """The scope check of ``mode``. ``backend`` may be a callable, called only by the modes that use the LLM;
     ``encoder`` is the ScopeEncoder of the encoder mode (the shipped one when None); ``embed`` is the
     knowledge base's ``embed(texts)`` for the subject-relation mode."""
@@ -366,7 +390,7 @@ def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend]
             raise ValueError(f"scope mode {mode!r} needs the knowledge base's embedder")
         return SubjectRelationScope(embed, threshold, relation_threshold, other_subject_threshold,
                                     encoder if mode == "relation-encoder" else None, relation_band, min_probability,
-                                    names)
+                                    names, name_conflicts)
     if mode == "encoder":
         return EncoderScope(encoder, min_probability)
     if mode == "similarity":
@@ -396,4 +420,4 @@ def build_scope_checker(settings, backend: LLMBackend | Callable[[], LLMBackend]
     return make_scope_checker(settings.scope_mode, backend, settings.scope_threshold, encoder,
                               settings.scope_min_probability, embed if embedder is not None else None,
                               settings.scope_relation_threshold, settings.scope_other_subject_threshold,
-                              settings.scope_relation_band, settings.scope_names)
+                              settings.scope_relation_band, settings.scope_names, settings.scope_name_conflicts)

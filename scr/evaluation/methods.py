@@ -212,6 +212,8 @@ class SCRMethod(Method):
                         scope_other_subject_threshold=s.scope_other_subject_threshold)
             if s.scope_names:  # only when set, so that runs from before the name check keep their hash
                 info.update(scope_names=True)
+            if s.scope_name_conflicts:  # only when set (opt-in), so that other runs keep their hash
+                info.update(scope_name_conflicts=True)
         if s.scope_mode == "relation-encoder":
             info.update(scope_relation_band=s.scope_relation_band)
         if s.answer_style != "paper":  # only when set, so that earlier runs keep their hash
