@@ -16,7 +16,9 @@ until upon whose""".split())
 QUESTION_OPENERS = _NOT_NAMES | set("""where how why is are was were does do did can could should would will name tell
 list give please""".split())
 _WORD = r"[A-Z0-9][\w'’.&-]*"
-_CONNECTIVE = r"(?:of|de|von|van|der|the|la|le|du|del|da|di|and)"  # inside a name: "Charles IV of Spain"
+# Lower-case words inside a name ("Charles IV of Spain"); shared by two names, they say nothing about which it is.
+NAME_CONNECTIVES = ("of", "de", "von", "van", "der", "the", "la", "le", "du", "del", "da", "di", "and")
+_CONNECTIVE = "(?:" + "|".join(NAME_CONNECTIVES) + ")"
 _NAME = re.compile(_WORD + r"(?:\s+(?:" + _CONNECTIVE + r"\s+)?" + _WORD + ")*")
 
 

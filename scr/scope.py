@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from scr import prompts
-from scr.names import QUESTION_OPENERS, find_names, name_heads
+from scr.names import NAME_CONNECTIVES, QUESTION_OPENERS, find_names, name_heads
 from scr.kb.records import FactHit, fact_object
 from scr.llm.base import LLMBackend, as_chat
 
@@ -99,11 +99,6 @@ def names_subject(question: str, subject: str) -> bool:
     return bool(words) and len(words & _words(question)) >= 0.5 * len(words)
 
 
-# Words that join the parts of a name ("Charles IV of Spain", "Prince Harry, Duke of Sussex"): shared, they say
-# nothing about which entity a name is.
-_NAME_JOINERS = frozenset("of de von van der the la le du del da di and".split())
-
-
 def names_another(question: str, subject: str) -> bool:
     """Does the question name another entity that shares a word with the subject ("Janice Dickinson" for "Angie
     Dickinson", "Elizabeth II" for "Elizabeth Holmes")? Yes when one of its names and the subject each have a word
@@ -112,9 +107,9 @@ def names_another(question: str, subject: str) -> bool:
     (``Settings.scope_name_conflicts``): measured on train splits, it also turns away many aliases given as full
     names ("William Bradley Pitt" for "Brad Pitt"; evals/results/name_conflicts.md); for knowledge bases queried
     by exact names it stops another person of the same family name from getting a fact."""
-    subject_words = _words(subject) - _NAME_JOINERS
+    subject_words = _words(subject).difference(NAME_CONNECTIVES)
     for name in find_names(question, QUESTION_OPENERS):
-        name_words = _words(name) - _NAME_JOINERS
+        name_words = _words(name).difference(NAME_CONNECTIVES)
         if name_words & subject_words and name_words - subject_words and subject_words - name_words:
             return True
     return False
