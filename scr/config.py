@@ -79,10 +79,10 @@ class Settings(BaseModel):
                           "word of one of the question's names (\"924\" of \"Porsche 924\"): a sentence about the "
                           "Porsche 911 does not answer questions about the 924 (evals/results/docter_dev)")
     scope_name_conflicts: bool = Field(
-        False, description="default (subject-relation) modes: a fact is out of scope of a question that names another "
+        True, description="default (subject-relation) modes: a fact is out of scope of a question that names another "
                           "entity sharing a word with the fact's subject (\"Janice Dickinson\" for a fact on Angie "
-                          "Dickinson). Off by default: on train splits it also turns away aliases given as full names "
-                          "(evals/results/name_conflicts.md)")
+                          "Dickinson), unless the name is close to the subject in the embedder's space, as aliases "
+                          "are (evals/results/name_conflicts.md)")
     answer_style: Literal["paper", "object-first"] = Field(
         "object-first", description="in-scope answers: paper (the fact in context, the model answers) or "
                                     "object-first (also, when the question asks exactly the fact's relation about its "

@@ -99,20 +99,24 @@ def names_subject(question: str, subject: str) -> bool:
     return bool(words) and len(words & _words(question)) >= 0.5 * len(words)
 
 
-def names_another(question: str, subject: str) -> bool:
-    """Does the question name another entity that shares a word with the subject ("Janice Dickinson" for "Angie
-    Dickinson", "Elizabeth II" for "Elizabeth Holmes")? Yes when one of its names and the subject each have a word
-    the other lacks. A name that holds the whole subject ("President Barack Obama", "Harry Potter and the Goblet of
-    Fire") or that the subject holds ("DiCaprio") is not another entity. Off by default
-    (``Settings.scope_name_conflicts``): measured on train splits, it also turns away many aliases given as full
-    names ("William Bradley Pitt" for "Brad Pitt"; evals/results/name_conflicts.md); for knowledge bases queried
-    by exact names it stops another person of the same family name from getting a fact."""
+# Cosine (name, subject) below which a conflicting name is another entity: the balanced-accuracy optimum on KnowEdit
+# WikiData_counterfact train (evals/results/name_conflicts.md).
+NAME_THRESHOLD = 0.75
+
+
+def conflicting_name(question: str, subject: str) -> str | None:
+    """A name in the question that shares a word with the subject but is another name ("Janice Dickinson" for "Angie
+    Dickinson", "Elizabeth II" for "Elizabeth Holmes"): the name and the subject each have a word the other lacks.
+    A name that holds the whole subject ("President Barack Obama", "Harry Potter and the Goblet of Fire") or that
+    the subject holds ("DiCaprio") is the subject. Aliases are often such names too ("William Bradley Pitt" for
+    "Brad Pitt"), so the scope check drops a fact only when the name is also unlike the subject in the embedder's
+    space (``SubjectRelationScope.name_threshold``; evals/results/name_conflicts.md)."""
     subject_words = _words(subject).difference(NAME_CONNECTIVES)
     for name in find_names(question, QUESTION_OPENERS):
         name_words = _words(name).difference(NAME_CONNECTIVES)
         if name_words & subject_words and name_words - subject_words and subject_words - name_words:
-            return True
-    return False
+            return name
+    return None
 
 
 def shares_a_name(question: str, fact_text: str) -> bool:
@@ -200,10 +204,14 @@ class SubjectRelationScope:
 
     def __init__(self, embed: Callable[[list[str]], "np.ndarray"], threshold: float, relation_threshold: float,
                  other_subject_threshold: float, encoder=None, band: float = 0.5,
-                 min_probability: float | None = None, names: bool = True, name_conflicts: bool = False):
+                 min_probability: float | None = None, names: bool = True, name_conflicts: bool = True,
+                 name_threshold: float = NAME_THRESHOLD):
         self.embed = embed
         self.names = names  # facts without a subject must share a name with the question (``shares_a_name``)
-        self.name_conflicts = name_conflicts  # a question naming another entity is not about the fact (``names_another``)
+        # A question naming another entity (``conflicting_name``, cosine to the subject below ``name_threshold``)
+        # is not about the fact.
+        self.name_conflicts = name_conflicts
+        self.name_threshold = name_threshold
         self.threshold = threshold
         self.relation_threshold = relation_threshold
         self.other_subject_threshold = other_subject_threshold
@@ -242,16 +250,17 @@ class SubjectRelationScope:
         passing: list[list[int]] = []
         pairs: dict[tuple[int, int], tuple[str, list[str]]] = {}  # (question, candidate) -> wordings to compare
         exact: dict[tuple[int, int], bool] = {}  # (question, candidate) -> asks exactly the fact's relation
+        named: dict[tuple[int, int], tuple[str, str]] = {}  # (question, candidate) -> (a conflicting name, subject)
         for n, (question, hits) in enumerate(zip(questions, candidates)):
             ok = []
             for i, hit in enumerate(hits):
                 if hit.key_score < self.threshold or excludes_object(question, fact_object(hit)):
                     continue
+                if hit.subject and self.name_conflicts and (name := conflicting_name(question, hit.subject)):
+                    named[n, i] = (name, hit.subject)
                 if not hit.subject:
                     if not self.names or shares_a_name(question, hit.text):
                         ok.append(i)
-                elif self.name_conflicts and names_another(question, hit.subject):
-                    continue
                 elif names_subject(question, hit.subject):
                     if not self.asks_all_of(question, hit):  # else the relation is settled without embeddings
                         pairs[n, i] = (relation_wording(question, hit.subject), self.fact_wordings(hit))
@@ -261,9 +270,14 @@ class SubjectRelationScope:
                 elif hit.key_score >= self.other_subject_threshold:
                     ok.append(i)
             passing.append(ok)
+        texts = list(dict.fromkeys([t for q, forms in pairs.values() for t in [q, *forms]]
+                                   + [t for pair in named.values() for t in pair]))
+        vectors = dict(zip(texts, self.embed(texts))) if texts else {}
+        if named:
+            other = {at for at, (name, subject) in named.items()
+                     if float(vectors[name] @ vectors[subject]) < self.name_threshold}
+            passing = [[i for i in ok if (n, i) not in other] for n, ok in enumerate(passing)]
         if pairs:
-            texts = list(dict.fromkeys(t for q, forms in pairs.values() for t in [q, *forms]))
-            vectors = dict(zip(texts, self.embed(texts)))
             similarity = {at: max(float(vectors[q] @ vectors[f]) for f in forms) for at, (q, forms) in pairs.items()}
             same_relation = {at: s >= self.relation_threshold for at, s in similarity.items()}
             unsure = [at for at, s in similarity.items() if self.encoder is not None
@@ -371,7 +385,8 @@ class PaperScope:
 def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend], threshold: float = 0.59,
                        encoder=None, min_probability: float | None = None, embed=None,
                        relation_threshold: float = 0.75, other_subject_threshold: float = 0.67,
-                       relation_band: float = 0.5, names: bool = True, name_conflicts: bool = False) -> ScopeChecker:
+                       relation_band: float = 0.5, names: bool = True, name_conflicts: bool = True,
+                       name_threshold: float = NAME_THRESHOLD) -> ScopeChecker:
     """The scope check of ``mode``. ``backend`` may be a callable, called only by the modes that use the LLM;
     ``encoder`` is the ScopeEncoder of the encoder mode (the shipped one when None); ``embed`` is the
     knowledge base's ``embed(texts)`` for the subject-relation mode."""
@@ -385,7 +400,7 @@ def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend]
             raise ValueError(f"scope mode {mode!r} needs the knowledge base's embedder")
         return SubjectRelationScope(embed, threshold, relation_threshold, other_subject_threshold,
                                     encoder if mode == "relation-encoder" else None, relation_band, min_probability,
-                                    names, name_conflicts)
+                                    names, name_conflicts, name_threshold)
     if mode == "encoder":
         return EncoderScope(encoder, min_probability)
     if mode == "similarity":

@@ -438,6 +438,17 @@ def test_a_fresh_checkout_takes_the_unmodified_answers_from_the_base_records(tin
     assert report["methods"]["context-oracle"]["metrics"]["locality"] == 1.0
     assert any("answers of the unmodified model from" in m for m in logged)
 
+    # Another run directory (one more configuration of the same cases) takes them from this run's base records.
+    other = Recording(ANSWERS)
+    elsewhere = oracle.model_copy(update={"out": str(tmp_path / "other"), "base_from": str(out)})
+    report = Evaluator(elsewhere, backend=other, command="test", log=lambda m: None, progress=False).run()
+    assert "The anthem of Freedonia is" not in other.asked
+    assert report["methods"]["context-oracle"]["metrics"]["locality"] == 1.0
+    unseeded = Recording(ANSWERS)
+    Evaluator(elsewhere.model_copy(update={"out": str(tmp_path / "third"), "base_from": None}), backend=unseeded,
+              command="test", log=lambda m: None, progress=False).run()
+    assert "The anthem of Freedonia is" in unseeded.asked  # without base_from: generated again
+
 
 def test_interrupted_run_continues(tiny_data, tmp_path):
     from scr.evaluation.runner import Evaluator

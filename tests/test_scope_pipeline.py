@@ -12,7 +12,7 @@ from scr.kb.records import FactHit
 from scr.pipeline import QuestionError, SCRPipeline
 from scr.scope import (GatedChoiceScope, LLMChoiceScope, PaperScope, ScopeDecision, SimilarityScope,
                        SubjectRelationScope, build_scope_checker, excludes_object, final_sentence, make_scope_checker,
-                       names_another, names_subject, parse_paper_output, relation_wording, relation_words, shares_a_name)
+                       conflicting_name, names_subject, parse_paper_output, relation_wording, relation_words, shares_a_name)
 from scr.config import Settings
 from scr.names import name_heads
 
@@ -120,26 +120,34 @@ def test_a_question_that_excludes_the_facts_object_is_out_of_its_scope(make_kb, 
 def test_a_question_naming_another_entity_of_the_same_family_name_is_out_of_scope(make_kb, embedder):
     """Half of "Angie Dickinson"'s words are in "The place of birth of Janice Dickinson is", so the question counted
     as naming her: another person of the same family name got the fact (KnowEdit WikiData_counterfact test)."""
-    assert names_another("The place of birth of Janice Dickinson is", "Angie Dickinson")
-    assert names_another("The gender of Elizabeth II is", "Elizabeth Holmes")
-    assert names_another("The name of the father of Jill Biden is", "Joe Biden")
-    assert names_another("The spouse of William Bradley Pitt is", "Brad Pitt")  # an alias too: why it is opt-in
-    assert not names_another("Who is President Barack Obama's wife?", "Barack Obama")  # holds the whole subject
-    assert not names_another("What is DiCaprio's citizenship?", "Leonardo DiCaprio")  # part of the subject
-    assert not names_another("In Harry Potter and the Goblet of Fire, who dies?", "Harry Potter")
-    assert not names_another("Where was Steve Kerr born?", "Stephen Curry")  # shares no word: not this rule
+    assert conflicting_name("The place of birth of Janice Dickinson is", "Angie Dickinson") == "Janice Dickinson"
+    assert conflicting_name("The gender of Elizabeth II is", "Elizabeth Holmes") == "Elizabeth II"
+    assert conflicting_name("The name of the father of Jill Biden is", "Joe Biden") == "Jill Biden"
+    assert conflicting_name("The spouse of William Bradley Pitt is", "Brad Pitt")  # an alias: the cosine decides
+    assert conflicting_name("Who is President Barack Obama's wife?", "Barack Obama") is None  # the whole subject
+    assert conflicting_name("What is DiCaprio's citizenship?", "Leonardo DiCaprio") is None  # part of the subject
+    assert conflicting_name("In Harry Potter and the Goblet of Fire, who dies?", "Harry Potter") is None
+    assert conflicting_name("Where was Steve Kerr born?", "Stephen Curry") is None  # shares no word: not this rule
     kb = make_kb()
     kb.add([FactInput(text="The place of birth of Angie Dickinson is Karma.", subject="Angie Dickinson",
                       object="Karma")])
     questions = ["The place of birth of Janice Dickinson is", "The place of birth of Angie Dickinson is",
-                 "The place of birth of Dickinson is"]
+                 "The place of birth of Dickinson is", "The place of birth of Angela Dickinson is"]
     hits = kb.search(questions, 5)
     decide = lambda **kw: [d.in_scope for d in make_scope_checker("default", None, 0.591, embed=embedder.embed,
                                                                      **kw).decide(questions, hits)]
-    assert decide(name_conflicts=True) == [False, True, True]
-    assert decide() == [True, True, True]  # off by default: what the rule fixes
-    assert build_scope_checker(Settings(scope_name_conflicts=True), None, embedder).name_conflicts
-    assert not build_scope_checker(Settings(), None, embedder).name_conflicts
+    assert decide(name_conflicts=False) == [True] * 4  # what the rule fixes
+    cosine = lambda a, b: float(embedder.embed([a])[0] @ embedder.embed([b])[0])
+    janice, angela = cosine("Janice Dickinson", "Angie Dickinson"), cosine("Angela Dickinson", "Angie Dickinson")
+    assert janice < angela
+    # The name's cosine to the subject decides: below the threshold another person, above it an alias.
+    between = (janice + angela) / 2
+    assert decide(name_conflicts=True, name_threshold=between) == [False, True, True, True]
+    assert decide(name_conflicts=True, name_threshold=1.01) == [False, True, True, False]
+    assert decide(name_conflicts=True, name_threshold=-1.01) == [True] * 4
+    assert decide()[:3] == [False, True, True]  # on by default
+    assert build_scope_checker(Settings(), None, embedder).name_conflicts
+    assert not build_scope_checker(Settings(scope_name_conflicts=False), None, embedder).name_conflicts
 
 
 def test_a_fact_without_a_subject_must_name_what_the_question_names(embedder):

@@ -47,6 +47,8 @@ class EvalConfig(BaseModel):
     judge_url: str | None = Field(None, description="OpenAI-compatible base URL of an LLM judge (optional)")
     judge_model: str | None = None
     judge_api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the judge's key")
+    base_from: str | None = Field(None, description="another run directory whose base records seed the memo of "
+                                                    "the unmodified model's answers (used where the hash matches)")
     out: str = Field(description="run directory (report.json, report.md, plots, resumable records)")
     title: str | None = None
 

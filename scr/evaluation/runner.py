@@ -246,14 +246,18 @@ class Evaluator:
         return ctx
 
     def _seed_memo(self, ctx: RunContext) -> None:
-        """The unmodified model's answers recorded by this run's ``base`` method (same hash: same data, model and
-        generation settings) go into the memo, so a fresh checkout does not regenerate them."""
-        path = ctx.out / "records" / f"{method_slug('base')}.jsonl"
-        if self.config.mode != "generation" or not path.exists():
+        """The unmodified model's answers recorded by this run's ``base`` method, or by another run's (``base_from``;
+        same hash: same data, model and generation settings), go into the memo, so that they are not generated
+        again (a fresh checkout; a suite that measures one more configuration of the same cases)."""
+        if self.config.mode != "generation":
             return
         h = self._config_hash(ctx, self._make_method("base", ctx))
-        seed_base_answers(ctx.memo, [p for r in Records(path).select(h, "case") for p in r["probes"]],
-                          self.config.max_new_tokens, path, self.log)
+        folders = [ctx.out] + ([Path(self.config.base_from)] if self.config.base_from else [])
+        for folder in folders:
+            path = folder / "records" / f"{method_slug('base')}.jsonl"
+            if path.exists():
+                seed_base_answers(ctx.memo, [p for r in Records(path).select(h, "case") for p in r["probes"]],
+                                  self.config.max_new_tokens, path, self.log)
 
     def _make_method(self, name: str, ctx: RunContext) -> Method:
         return make_method(name, self.settings, ctx.memo, ctx.embedder, workdir=ctx.out / "tmp",
