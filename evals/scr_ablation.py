@@ -5,6 +5,8 @@ Reads the committed evaluator reports (nothing is re-run) and writes ``evals/res
 
     scr eval --suite evals/knowedit_zsre.toml
     scr eval --suite evals/knowedit_wiki.toml
+    scr eval --suite evals/knowedit_zsre_defaults.toml    # the scr-shipped rows: SCR with every current default
+    scr eval --suite evals/knowedit_wiki_defaults.toml
     python evals/scr_ablation.py [--latency evals/results/scope_latency.txt]
 
 The ``scr-similarity`` row is the ``scr-default`` row of the reports as committed at ``--previous`` (a git
@@ -41,6 +43,8 @@ ROWS = [  # (method in the reports, what it is, latency-benchmark mode)
      "relation-encoder"),
     ("scr-default-object-first", "subject-relation check + object-first answers (default since 2026-11-24)",
      "subject-relation+object-first"),
+    ("scr-shipped", "as shipped: the row above + the name-conflict rule (default since 2026-11-25; "
+     "`evals/knowedit_*_defaults.toml`)", "subject-relation+object-first"),
 ]
 METRICS = ["reliability", "generalization", "locality", "portability", "scope_accuracy", "locality_unedited",
            "scope_accuracy_unedited", "generalization_unconflicted"]
@@ -101,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     for title, folder in SPLITS:
         report = json.loads((RESULTS / folder / "report.json").read_text())
         report["methods"]["scr-similarity"] = previous_row(args.previous, folder)
+        shipped = RESULTS / f"{folder}_defaults" / "report.json"  # the suite that runs every current default
+        if shipped.exists():
+            report["methods"]["scr-shipped"] = json.loads(shipped.read_text())["methods"].get("scr-default")
         lines += [f"## {title}", "", "| method | configuration | " + " | ".join(METRICS) + " | x plain | wall s |",
                   "|---|---|" + "---:|" * (len(METRICS) + 2)]
         for method, what, mode in ROWS:
