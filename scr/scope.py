@@ -256,8 +256,6 @@ class SubjectRelationScope:
             for i, hit in enumerate(hits):
                 if hit.key_score < self.threshold or excludes_object(question, fact_object(hit)):
                     continue
-                if hit.subject and self.name_conflicts and (name := conflicting_name(question, hit.subject)):
-                    named[n, i] = (name, hit.subject)
                 if not hit.subject:
                     if not self.names or shares_a_name(question, hit.text):
                         ok.append(i)
@@ -269,6 +267,10 @@ class SubjectRelationScope:
                     ok.append(i)
                 elif hit.key_score >= self.other_subject_threshold:
                     ok.append(i)
+                # Only a candidate still in the running is worth the name's embedding.
+                if ok and ok[-1] == i and hit.subject and self.name_conflicts \
+                        and (name := conflicting_name(question, hit.subject)):
+                    named[n, i] = (name, hit.subject)
             passing.append(ok)
         texts = list(dict.fromkeys([t for q, forms in pairs.values() for t in [q, *forms]]
                                    + [t for pair in named.values() for t in pair]))
