@@ -57,8 +57,9 @@ def balanced_accuracy(probes, chosen: dict[str, str | None]) -> tuple[float, flo
     return a, b, (a + b) / 2
 
 
-def split_rows(split: str, rel: str, root: Path, embedder: Embedder, sweep: list[float] | None = None,
-               sweep_rows: list | None = None) -> list[list]:
+def split_rows(split: str, rel: str, root: Path, embedder: Embedder,
+               sweep: list[float] = ()) -> tuple[list[list], list[list]]:
+    """The table's rows for one split and, for each threshold of ``sweep`` (after "off"), its balanced accuracy."""
     cases = load_cases(root / rel)
     if "counterfact_train" in rel:
         cases = cases[:COUNTERFACT_CASES]
@@ -71,11 +72,11 @@ def split_rows(split: str, rel: str, root: Path, embedder: Embedder, sweep: list
         hits = kb.search(questions, Settings().k)
         off = dict(zip(questions, decide(kb, embedder, questions, hits, False)))
         on = dict(zip(questions, decide(kb, embedder, questions, hits, True)))
-        for threshold in sweep or []:
-            chosen = dict(zip(questions, decide(kb, embedder, questions, hits, True, threshold)))
+        sweep_rows = [["off", *balanced_accuracy(probes, off)]] if sweep else []
+        for threshold in sweep:  # the shipped threshold's decisions are ``on``, already made
+            chosen = on if threshold == NAME_THRESHOLD else dict(
+                zip(questions, decide(kb, embedder, questions, hits, True, threshold)))
             sweep_rows.append([threshold, *balanced_accuracy(probes, chosen)])
-        if sweep:
-            sweep_rows.insert(0, ["off", *balanced_accuracy(probes, off)])
         kb.close()
     counts: dict[str, list[int]] = defaultdict(lambda: [0] * 7)
     for case, probe in probes:
@@ -89,7 +90,7 @@ def split_rows(split: str, rel: str, root: Path, embedder: Embedder, sweep: list
             row[col + 1] += not own
             row[col + 2] += not own and subjects[fact] != (case.subject or "").strip().lower()
     data = rel.split("/")[-1].removesuffix(".json")
-    return [[split, data, kind, *c] for kind, c in sorted(counts.items())]
+    return [[split, data, kind, *c] for kind, c in sorted(counts.items())], sweep_rows
 
 
 def main() -> None:
@@ -103,8 +104,9 @@ def main() -> None:
     embedder = Embedder(DEFAULT_EMBEDDER)
     rows, sweep_rows = [], []
     for split, rel in SPLITS:
-        sweep = SWEEP if rel == CHOOSE_ON else None
-        rows += split_rows(split, rel, root, embedder, sweep, sweep_rows)
+        split_table, split_sweep = split_rows(split, rel, root, embedder, SWEEP if rel == CHOOSE_ON else ())
+        rows += split_table
+        sweep_rows += split_sweep
         print(f"{rel}: decided ({time.time() - start:.0f} s)", flush=True)
     lines = ["# Scope check: a question that names another entity (name-conflict rule)", "",
              f"Command: `python evals/name_conflicts.py`; embedder `{DEFAULT_EMBEDDER}`, default scope settings; "
