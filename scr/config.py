@@ -81,8 +81,9 @@ class Settings(BaseModel):
     scope_name_conflicts: bool = Field(
         True, description="default (subject-relation) modes: a fact is out of scope of a question that names another "
                           "entity sharing a word with the fact's subject (\"Janice Dickinson\" for a fact on Angie "
-                          "Dickinson), unless the name is close to the subject in the embedder's space, as aliases "
-                          "are (evals/results/name_conflicts.md)")
+                          "Dickinson), or, when the question does not name the fact's subject, names none of which is "
+                          "close to it (\"Katey Sagal\" for Kate Winslet); close means near in the embedder's "
+                          "space, as most aliases are (evals/results/name_conflicts.md)")
     answer_style: Literal["paper", "object-first"] = Field(
         "object-first", description="in-scope answers: paper (the fact in context, the model answers) or "
                                     "object-first (also, when the question asks exactly the fact's relation about its "

@@ -10,6 +10,10 @@ Strategies (``Settings.scope_mode``):
               subject, the question must contain every content word of the key's relation, or else the two
               with the subject's words removed (the relation's wording) must be similar; where it does not
               (another subject, or an alias), the whole key must be more similar than the plain gate asks.
+              A question that names another entity is not about the fact: a name sharing a word with the subject
+              ("Janice Dickinson" for Angie Dickinson), or, where the question does not name the subject, names
+              none of which is close to it ("Katey Sagal" for Kate Winslet); closeness is the embedder's cosine,
+              which keeps most aliases ("William Bradley Pitt" for Brad Pitt) (``conflicting_name``).
               A question that excludes the fact's object by name ("X's citizenship, which is not Syria, is")
               asks for another value, so that fact is out of its scope. A fact stored without a subject (a
               document's sentence, free text) must name something the question names (``shares_a_name``):
@@ -102,6 +106,10 @@ def names_subject(question: str, subject: str) -> bool:
 # Cosine (name, subject) below which a conflicting name is another entity: the balanced-accuracy optimum on KnowEdit
 # WikiData_counterfact train (evals/results/name_conflicts.md).
 NAME_THRESHOLD = 0.75
+# Cosine one of the question's names must reach to the subject of a fact accepted although the question does not
+# name that subject (an alias, or another entity): the balanced-accuracy optimum on the same split, the name
+# threshold above in place (evals/results/name_conflicts.md).
+OTHER_NAME_THRESHOLD = 0.7
 
 
 def conflicting_name(question: str, subject: str) -> str | None:
@@ -205,13 +213,17 @@ class SubjectRelationScope:
     def __init__(self, embed: Callable[[list[str]], "np.ndarray"], threshold: float, relation_threshold: float,
                  other_subject_threshold: float, encoder=None, band: float = 0.5,
                  min_probability: float | None = None, names: bool = True, name_conflicts: bool = True,
-                 name_threshold: float = NAME_THRESHOLD):
+                 name_threshold: float = NAME_THRESHOLD, other_name_threshold: float | None = OTHER_NAME_THRESHOLD):
         self.embed = embed
         self.names = names  # facts without a subject must share a name with the question (``shares_a_name``)
         # A question naming another entity (``conflicting_name``, cosine to the subject below ``name_threshold``)
         # is not about the fact.
         self.name_conflicts = name_conflicts
         self.name_threshold = name_threshold
+        # With name_conflicts, a fact accepted although the question does not name its subject (an alias, or
+        # another entity: "Katey Sagal" for a fact on Kate Winslet) needs one of the question's names to reach this
+        # cosine to the subject; a question that names nothing keeps it. None: key similarity alone decides.
+        self.other_name_threshold = other_name_threshold
         self.threshold = threshold
         self.relation_threshold = relation_threshold
         self.other_subject_threshold = other_subject_threshold
@@ -246,11 +258,21 @@ class SubjectRelationScope:
         asked = relation_words(question, hit.subject)
         return any(words == asked for words in cls.relation_word_sets(hit))
 
+    @classmethod
+    def entity_names(cls, question: str, hit: FactHit) -> list[str]:
+        """The question's names without the fact's relation words: capitalised roles name no entity ("Who is the
+        Pope?", "the current UK Prime Minister" -> "UK" for the prime minister of the United Kingdom)."""
+        relation = set().union(*cls.relation_word_sets(hit))
+        names = (" ".join(w for w in name.split() if re.sub(r"\W", "", w.lower()).rstrip("s") not in relation)
+                 for name in find_names(question, QUESTION_OPENERS))
+        return [name for name in names if name]
+
     def decide(self, questions, candidates):
         passing: list[list[int]] = []
         pairs: dict[tuple[int, int], tuple[str, list[str]]] = {}  # (question, candidate) -> wordings to compare
         exact: dict[tuple[int, int], bool] = {}  # (question, candidate) -> asks exactly the fact's relation
-        named: dict[tuple[int, int], tuple[str, str]] = {}  # (question, candidate) -> (a conflicting name, subject)
+        # Name checks: ((question, candidate), names in the question, subject, least cosine one name must reach).
+        named: list[tuple[tuple[int, int], list[str], str, float]] = []
         for n, (question, hits) in enumerate(zip(questions, candidates)):
             ok = []
             for i, hit in enumerate(hits):
@@ -267,17 +289,20 @@ class SubjectRelationScope:
                     ok.append(i)
                 elif hit.key_score >= self.other_subject_threshold:
                     ok.append(i)
+                    if self.name_conflicts and self.other_name_threshold is not None \
+                            and (names := self.entity_names(question, hit)):
+                        named.append(((n, i), names, hit.subject, self.other_name_threshold))
                 # Only a candidate still in the running is worth the name's embedding.
                 if ok and ok[-1] == i and hit.subject and self.name_conflicts \
                         and (name := conflicting_name(question, hit.subject)):
-                    named[n, i] = (name, hit.subject)
+                    named.append(((n, i), [name], hit.subject, self.name_threshold))
             passing.append(ok)
         texts = list(dict.fromkeys([t for q, forms in pairs.values() for t in [q, *forms]]
-                                   + [t for pair in named.values() for t in pair]))
+                                   + [t for _, names, subject, _ in named for t in [*names, subject]]))
         vectors = dict(zip(texts, self.embed(texts))) if texts else {}
-        if named:
-            other = {at for at, (name, subject) in named.items()
-                     if float(vectors[name] @ vectors[subject]) < self.name_threshold}
+        if named:  # the fact is about another entity when none of the question's names is close to its subject
+            other = {at for at, names, subject, least in named
+                     if max(float(vectors[name] @ vectors[subject]) for name in names) < least}
             passing = [[i for i in ok if (n, i) not in other] for n, ok in enumerate(passing)]
         if pairs:
             similarity = {at: max(float(vectors[q] @ vectors[f]) for f in forms) for at, (q, forms) in pairs.items()}
@@ -388,7 +413,8 @@ def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend]
                        encoder=None, min_probability: float | None = None, embed=None,
                        relation_threshold: float = 0.75, other_subject_threshold: float = 0.67,
                        relation_band: float = 0.5, names: bool = True, name_conflicts: bool = True,
-                       name_threshold: float = NAME_THRESHOLD) -> ScopeChecker:
+                       name_threshold: float = NAME_THRESHOLD,
+                       other_name_threshold: float | None = OTHER_NAME_THRESHOLD) -> ScopeChecker:
     """The scope check of ``mode``. ``backend`` may be a callable, called only by the modes that use the LLM;
     ``encoder`` is the ScopeEncoder of the encoder mode (the shipped one when None); ``embed`` is the
     knowledge base's ``embed(texts)`` for the subject-relation mode."""
@@ -402,7 +428,7 @@ def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend]
             raise ValueError(f"scope mode {mode!r} needs the knowledge base's embedder")
         return SubjectRelationScope(embed, threshold, relation_threshold, other_subject_threshold,
                                     encoder if mode == "relation-encoder" else None, relation_band, min_probability,
-                                    names, name_conflicts, name_threshold)
+                                    names, name_conflicts, name_threshold, other_name_threshold)
     if mode == "encoder":
         return EncoderScope(encoder, min_probability)
     if mode == "similarity":

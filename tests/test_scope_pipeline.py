@@ -10,7 +10,7 @@ import pytest
 from scr.kb import FactInput
 from scr.kb.records import FactHit
 from scr.pipeline import QuestionError, SCRPipeline
-from scr.scope import (GatedChoiceScope, LLMChoiceScope, PaperScope, ScopeDecision, SimilarityScope,
+from scr.scope import (OTHER_NAME_THRESHOLD, GatedChoiceScope, LLMChoiceScope, PaperScope, ScopeDecision, SimilarityScope,
                        SubjectRelationScope, build_scope_checker, excludes_object, final_sentence, make_scope_checker,
                        conflicting_name, names_subject, parse_paper_output, relation_wording, relation_words, shares_a_name)
 from scr.config import Settings
@@ -148,6 +148,38 @@ def test_a_question_naming_another_entity_of_the_same_family_name_is_out_of_scop
     assert decide()[:3] == [False, True, True]  # on by default
     assert build_scope_checker(Settings(), None, embedder).name_conflicts
     assert not build_scope_checker(Settings(scope_name_conflicts=False), None, embedder).name_conflicts
+
+
+def test_a_question_naming_none_of_the_subjects_names_needs_one_close_to_it(make_kb, embedder):
+    """Where the question does not name the fact's subject, the key's similarity alone let another entity in ("The
+    place of birth of Katey Sagal is" reaches 0.69 to the key of a fact on Kate Winslet). One of the question's
+    names must now be close to the subject: "USA" is, for "United States of America"; a question naming nothing
+    keeps the fact, and capitalised relation words name no entity ("UK Prime Minister" names "UK")."""
+    kb = make_kb()
+    kb.add([FactInput(text="The place of birth of Kate Winslet is Karma.", subject="Kate Winslet", object="Karma"),
+            FactInput(text="The capital of United States of America is Lagos.", subject="United States of America",
+                      object="Lagos"),
+            FactInput(text="Keir Starmer is the Prime Minister of the United Kingdom.", subject="United Kingdom",
+                      relation="prime minister", object="Keir Starmer")])
+    questions = ["The place of birth of Katey Sagal is", "The capital of USA is", "what is the place of birth?",
+                 "Who is the current UK Prime Minister?"]
+    hits = kb.search(questions, 5)
+    subjects = [hits[n][0].subject for n in range(4)]
+    assert subjects == ["Kate Winslet", "United States of America", "Kate Winslet", "United Kingdom"]
+    assert SubjectRelationScope.entity_names(questions[3], hits[3][0]) == ["UK"]
+    assert not any(names_subject(q, s) for q, s in zip(questions, subjects))  # the other-subject path
+    decide = lambda **kw: [d.in_scope for d in make_scope_checker(
+        "default", None, 0.0, embed=embedder.embed, other_subject_threshold=0.0, **kw).decide(questions, hits)]
+    assert decide(other_name_threshold=None) == [True, True, True, True]  # what the rule fixes
+    cosine = lambda a, b: float(embedder.embed([a])[0] @ embedder.embed([b])[0])
+    katey, usa = cosine("Katey Sagal", "Kate Winslet"), cosine("USA", "United States of America")
+    assert katey < usa
+    assert katey < cosine("UK", "United Kingdom")
+    assert decide(other_name_threshold=(katey + usa) / 2) == [False, True, True, True]
+    assert decide(other_name_threshold=1.01) == [False, False, True, False]  # a named question needs a close name
+    assert decide(other_name_threshold=(katey + usa) / 2, name_conflicts=False) == [True, True, True, True]
+    assert decide() == [False, True, True, True]  # on by default (OTHER_NAME_THRESHOLD lies between the two cosines)
+    assert build_scope_checker(Settings(), None, embedder).other_name_threshold == OTHER_NAME_THRESHOLD
 
 
 def test_a_fact_without_a_subject_must_name_what_the_question_names(embedder):

@@ -32,7 +32,7 @@ from scr import prompts as prompt_texts
 from scr.evaluation.data import Case, Probe
 from scr.llm.base import TokenScores, as_chat
 from scr.pipeline import base_prompt, context_text
-from scr.scope import NAME_THRESHOLD
+from scr.scope import NAME_THRESHOLD, OTHER_NAME_THRESHOLD
 from scr.scope_encoder import DEFAULT_ENCODER_PATH, read_info
 
 SCOPE_MODES = ("default", "subject-relation", "relation-encoder", "paper", "llm", "similarity", "gated-llm", "encoder")
@@ -214,7 +214,8 @@ class SCRMethod(Method):
             if s.scope_names:  # only when set, so that runs from before the name check keep their hash
                 info.update(scope_names=True)
             if s.scope_name_conflicts:  # only when set, so that runs from before the rule keep their hash
-                info.update(scope_name_conflicts=True, scope_name_threshold=NAME_THRESHOLD)
+                info.update(scope_name_conflicts=True, scope_name_threshold=NAME_THRESHOLD,
+                            scope_other_name_threshold=OTHER_NAME_THRESHOLD)
         if s.scope_mode == "relation-encoder":
             info.update(scope_relation_band=s.scope_relation_band)
         if s.answer_style != "paper":  # only when set, so that earlier runs keep their hash
