@@ -64,8 +64,9 @@ def main(
              "something it names"),
     scope_name_conflicts: Optional[bool] = typer.Option(
         None, "--name-conflicts/--no-name-conflicts",
-        help="a question that names another entity sharing a word with a fact's subject (\"Janice Dickinson\" for "
-             "\"Angie Dickinson\") is out of that fact's scope"),
+        help="a question that names another entity is out of a fact's scope: a name sharing a word with the fact's "
+             "subject (\"Janice Dickinson\" for \"Angie Dickinson\"), or, when the question does not name the subject, "
+             "names none of which is close to it (\"Katey Sagal\" for \"Kate Winslet\")"),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="answer length limit"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ..."),
 ) -> None:
