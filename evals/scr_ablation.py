@@ -43,7 +43,7 @@ ROWS = [  # (method in the reports, what it is, latency-benchmark mode)
      "relation-encoder"),
     ("scr-default-object-first", "subject-relation check + object-first answers (default since 2026-11-24)",
      "subject-relation+object-first"),
-    ("scr-shipped", "as shipped: the row above + the name-conflict rule (default since 2026-11-25; "
+    ("scr-shipped", "as shipped: the row above + the name rules (default since 2026-11-25; "
      "`evals/knowedit_*_defaults.toml`)", "default"),
 ]
 METRICS = ["reliability", "generalization", "locality", "portability", "scope_accuracy", "locality_unedited",

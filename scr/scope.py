@@ -112,7 +112,16 @@ NAME_THRESHOLD = 0.75
 OTHER_NAME_THRESHOLD = 0.7
 
 
-def conflicting_name(question: str, subject: str) -> str | None:
+def entity_names(question: str, relation: set[str] = frozenset()) -> list[str]:
+    """The question's names without the words of ``relation`` (a fact's relation words, ``relation_words``):
+    capitalised roles name no entity ("Who is the Pope?"; "the current UK Prime Minister" -> "UK"; "Leonor,
+    Princess of Asturias Father" -> "Leonor", "Princess of Asturias")."""
+    names = (" ".join(w for w in name.split() if re.sub(r"\W", "", w.lower()).rstrip("s") not in relation)
+             for name in find_names(question, QUESTION_OPENERS))
+    return [name for name in names if name]
+
+
+def conflicting_name(question: str, subject: str, relation: set[str] = frozenset()) -> str | None:
     """A name in the question that shares a word with the subject but is another name ("Janice Dickinson" for "Angie
     Dickinson", "Elizabeth II" for "Elizabeth Holmes"): the name and the subject each have a word the other lacks.
     A name that holds the whole subject ("President Barack Obama", "Harry Potter and the Goblet of Fire") or that
@@ -120,7 +129,7 @@ def conflicting_name(question: str, subject: str) -> str | None:
     "Brad Pitt"), so the scope check drops a fact only when the name is also unlike the subject in the embedder's
     space (``SubjectRelationScope.name_threshold``; evals/results/name_conflicts.md)."""
     subject_words = _words(subject).difference(NAME_CONNECTIVES)
-    for name in find_names(question, QUESTION_OPENERS):
+    for name in entity_names(question, relation):
         name_words = _words(name).difference(NAME_CONNECTIVES)
         if name_words & subject_words and name_words - subject_words and subject_words - name_words:
             return name
@@ -259,13 +268,9 @@ class SubjectRelationScope:
         return any(words == asked for words in cls.relation_word_sets(hit))
 
     @classmethod
-    def entity_names(cls, question: str, hit: FactHit) -> list[str]:
-        """The question's names without the fact's relation words: capitalised roles name no entity ("Who is the
-        Pope?", "the current UK Prime Minister" -> "UK" for the prime minister of the United Kingdom)."""
-        relation = set().union(*cls.relation_word_sets(hit))
-        names = (" ".join(w for w in name.split() if re.sub(r"\W", "", w.lower()).rstrip("s") not in relation)
-                 for name in find_names(question, QUESTION_OPENERS))
-        return [name for name in names if name]
+    def relation_of(cls, hit: FactHit) -> set[str]:
+        """Every content word of the fact's relation (key and stored relation)."""
+        return set().union(*cls.relation_word_sets(hit))
 
     def decide(self, questions, candidates):
         passing: list[list[int]] = []
@@ -290,11 +295,11 @@ class SubjectRelationScope:
                 elif hit.key_score >= self.other_subject_threshold:
                     ok.append(i)
                     if self.name_conflicts and self.other_name_threshold is not None \
-                            and (names := self.entity_names(question, hit)):
+                            and (names := entity_names(question, self.relation_of(hit))):
                         named.append(((n, i), names, hit.subject, self.other_name_threshold))
                 # Only a candidate still in the running is worth the name's embedding.
                 if ok and ok[-1] == i and hit.subject and self.name_conflicts \
-                        and (name := conflicting_name(question, hit.subject)):
+                        and (name := conflicting_name(question, hit.subject, self.relation_of(hit))):
                     named.append(((n, i), [name], hit.subject, self.name_threshold))
             passing.append(ok)
         texts = list(dict.fromkeys([t for q, forms in pairs.values() for t in [q, *forms]]

@@ -12,7 +12,7 @@ from scr.kb.records import FactHit
 from scr.pipeline import QuestionError, SCRPipeline
 from scr.scope import (OTHER_NAME_THRESHOLD, GatedChoiceScope, LLMChoiceScope, PaperScope, ScopeDecision, SimilarityScope,
                        SubjectRelationScope, build_scope_checker, excludes_object, final_sentence, make_scope_checker,
-                       conflicting_name, names_subject, parse_paper_output, relation_wording, relation_words, shares_a_name)
+                       conflicting_name, entity_names, names_subject, parse_paper_output, relation_wording, relation_words, shares_a_name)
 from scr.config import Settings
 from scr.names import name_heads
 
@@ -128,6 +128,10 @@ def test_a_question_naming_another_entity_of_the_same_family_name_is_out_of_scop
     assert conflicting_name("What is DiCaprio's citizenship?", "Leonardo DiCaprio") is None  # part of the subject
     assert conflicting_name("In Harry Potter and the Goblet of Fire, who dies?", "Harry Potter") is None
     assert conflicting_name("Where was Steve Kerr born?", "Stephen Curry") is None  # shares no word: not this rule
+    # The fact's relation words are no part of a name: "Father" is what the question asks about Leonor.
+    question = "Who's listed as Leonor, Princess of Asturias Father?"
+    assert conflicting_name(question, "Leonor, Princess of Asturias") == "Princess of Asturias Father"
+    assert conflicting_name(question, "Leonor, Princess of Asturias", {"father"}) is None
     kb = make_kb()
     kb.add([FactInput(text="The place of birth of Angie Dickinson is Karma.", subject="Angie Dickinson",
                       object="Karma")])
@@ -166,7 +170,7 @@ def test_a_question_naming_none_of_the_subjects_names_needs_one_close_to_it(make
     hits = kb.search(questions, 5)
     subjects = [hits[n][0].subject for n in range(4)]
     assert subjects == ["Kate Winslet", "United States of America", "Kate Winslet", "United Kingdom"]
-    assert SubjectRelationScope.entity_names(questions[3], hits[3][0]) == ["UK"]
+    assert entity_names(questions[3], SubjectRelationScope.relation_of(hits[3][0])) == ["UK"]
     assert not any(names_subject(q, s) for q, s in zip(questions, subjects))  # the other-subject path
     decide = lambda **kw: [d.in_scope for d in make_scope_checker(
         "default", None, 0.0, embed=embedder.embed, other_subject_threshold=0.0, **kw).decide(questions, hits)]
