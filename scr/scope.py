@@ -294,13 +294,15 @@ class SubjectRelationScope:
                     ok.append(i)
                 elif hit.key_score >= self.other_subject_threshold:
                     ok.append(i)
-                    if self.name_conflicts and self.other_name_threshold is not None \
-                            and (names := entity_names(question, self.relation_of(hit))):
-                        named.append(((n, i), names, hit.subject, self.other_name_threshold))
-                # Only a candidate still in the running is worth the name's embedding.
-                if ok and ok[-1] == i and hit.subject and self.name_conflicts \
-                        and (name := conflicting_name(question, hit.subject, self.relation_of(hit))):
+                # Only a candidate with a subject still in the running is worth the names' embeddings.
+                if not (self.name_conflicts and hit.subject and ok and ok[-1] == i):
+                    continue
+                relation = self.relation_of(hit)
+                if name := conflicting_name(question, hit.subject, relation):
                     named.append(((n, i), [name], hit.subject, self.name_threshold))
+                if self.other_name_threshold is not None and not names_subject(question, hit.subject) \
+                        and (names := entity_names(question, relation)):  # accepted on key similarity alone
+                    named.append(((n, i), names, hit.subject, self.other_name_threshold))
             passing.append(ok)
         texts = list(dict.fromkeys([t for q, forms in pairs.values() for t in [q, *forms]]
                                    + [t for _, names, subject, _ in named for t in [*names, subject]]))
