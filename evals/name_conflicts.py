@@ -2,9 +2,9 @@
 test splits.
 
 Each split is decided as the evaluator stores it: one knowledge base holding every case's memory fact
-(sequential N = all), each probe retrieved and checked by the default scope check, once without the rule and
-once with them as shipped; no LLM (the answer does not change a scope decision). Counted per probe set: decisions in scope
-with the case's own fact, and in scope with another case's fact. For locality probes every in-scope decision
+(sequential N = all), each probe retrieved and checked by the default scope check, once without the name rules
+and once with them as shipped; no LLM (the answer does not change a scope decision). Counted per probe set:
+decisions in scope with the case's own fact, and in scope with another case's fact. For locality probes every in-scope decision
 is a change of answer; "another subject" counts those whose fact is about a subject other than the probe's own
 case's (another person of the same family name, another "Prince ..."), which no update should touch.
 Two thresholds, chosen one after the other on KnowEdit WikiData_counterfact train by balanced accuracy (own-fact
