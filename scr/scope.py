@@ -283,6 +283,7 @@ class SubjectRelationScope:
             for i, hit in enumerate(hits):
                 if hit.key_score < self.threshold or excludes_object(question, fact_object(hit)):
                     continue
+                by_key = False  # accepted on key similarity alone: the question does not name the subject
                 if not hit.subject:
                     if not self.names or shares_a_name(question, hit.text):
                         ok.append(i)
@@ -294,14 +295,14 @@ class SubjectRelationScope:
                     ok.append(i)
                 elif hit.key_score >= self.other_subject_threshold:
                     ok.append(i)
+                    by_key = True
                 # Only a candidate with a subject still in the running is worth the names' embeddings.
                 if not (self.name_conflicts and hit.subject and ok and ok[-1] == i):
                     continue
                 relation = self.relation_of(hit)
                 if name := conflicting_name(question, hit.subject, relation):
                     named.append(((n, i), [name], hit.subject, self.name_threshold))
-                if self.other_name_threshold is not None and not names_subject(question, hit.subject) \
-                        and (names := entity_names(question, relation)):  # accepted on key similarity alone
+                if by_key and self.other_name_threshold is not None and (names := entity_names(question, relation)):
                     named.append(((n, i), names, hit.subject, self.other_name_threshold))
             passing.append(ok)
         texts = list(dict.fromkeys([t for q, forms in pairs.values() for t in [q, *forms]]

@@ -10,9 +10,10 @@ import pytest
 from scr.kb import FactInput
 from scr.kb.records import FactHit
 from scr.pipeline import QuestionError, SCRPipeline
-from scr.scope import (OTHER_NAME_THRESHOLD, GatedChoiceScope, LLMChoiceScope, PaperScope, ScopeDecision, SimilarityScope,
-                       SubjectRelationScope, build_scope_checker, excludes_object, final_sentence, make_scope_checker,
-                       conflicting_name, entity_names, names_subject, parse_paper_output, relation_wording, relation_words, shares_a_name)
+from scr.scope import (OTHER_NAME_THRESHOLD, GatedChoiceScope, LLMChoiceScope, PaperScope, ScopeDecision,
+                       SimilarityScope, SubjectRelationScope, build_scope_checker, conflicting_name, entity_names,
+                       excludes_object, final_sentence, make_scope_checker, names_subject, parse_paper_output,
+                       relation_wording, relation_words, shares_a_name)
 from scr.config import Settings
 from scr.names import name_heads
 
