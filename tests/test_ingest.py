@@ -86,6 +86,38 @@ def test_unsupported_or_empty_files(tmp_path, name, content, message):
         parse_file(path)
 
 
+def test_bytes_that_are_not_utf8_name_their_line_and_lose_only_it(tmp_path):
+    jsonl = tmp_path / "latin1.jsonl"
+    jsonl.write_bytes(b'{"text": "one."}\n{"text": "caf\xe9 au lait."}\n{"text": "two."}\n')
+    with pytest.raises(IngestError, match=rf"{jsonl}:2: not UTF-8 text \(byte 0xe9\)"):
+        parse_file(jsonl)
+    parsed = parse_file(jsonl, skip_invalid=True)
+    assert [f.text for f in parsed.facts] == ["one.", "two."]
+    assert parsed.errors == [f"{jsonl}:2: not UTF-8 text (byte 0xe9)"]
+
+    table = tmp_path / "latin1.csv"
+    table.write_bytes(b"text,subject\nOne is fine.,One\ncaf\xe9 is not.,Cafe\n")
+    with pytest.raises(IngestError, match=rf"{table}:3: not UTF-8"):
+        parse_file(table)
+    parsed = parse_file(table, skip_invalid=True)
+    assert [f.text for f in parsed.facts] == ["One is fine."]
+    assert len(parsed.errors) == 1
+    header = tmp_path / "header.csv"
+    header.write_bytes(b"t\xe9xt\nOne.\n")
+    with pytest.raises(IngestError, match=rf"{header}:1: not UTF-8"):
+        parse_file(header, skip_invalid=True)  # no header, no rows: nothing to keep
+
+
+def test_utf8_byte_order_mark_is_not_part_of_the_first_record(tmp_path):
+    bom = "\ufeff".encode()
+    jsonl = tmp_path / "bom.jsonl"
+    jsonl.write_bytes(bom + b'{"text": "A is B."}\r\n{"text": "C is D."}\r\n')
+    assert [f.text for f in parse_file(jsonl).facts] == ["A is B.", "C is D."]
+    document = tmp_path / "bom.txt"
+    document.write_bytes(bom + "Zoë lives in Oslo. She writes.".encode())
+    assert [f.text for f in parse_file(document).facts] == ["Zoë lives in Oslo.", "She writes."]
+
+
 def test_missing_file_and_binary_file(tmp_path):
     with pytest.raises(IngestError, match="file not found"):
         parse_file(tmp_path / "missing.jsonl")

@@ -7,6 +7,7 @@ Parsing is all-or-nothing per file: the first bad line raises an error naming fi
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -32,6 +33,12 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors())
 
 
+def _skip_or_raise(out: ParsedFile, problem: str, skip_invalid: bool) -> None:
+    if not skip_invalid:
+        raise IngestError(problem) from None  # the message says it all; no chained parser exception
+    out.errors.append(problem)
+
+
 def _record(path: Path, line: int, data: object, out: ParsedFile, skip_invalid: bool) -> None:
     try:
         if not isinstance(data, dict):
@@ -42,45 +49,56 @@ def _record(path: Path, line: int, data: object, out: ParsedFile, skip_invalid: 
         out.facts.append(fact)
     except (ValidationError, IngestError, TypeError) as exc:
         message = _describe(exc) if isinstance(exc, ValidationError) else str(exc)
-        problem = f"{path}:{line}: {message}"
-        if not skip_invalid:
-            raise IngestError(problem) from None
-        out.errors.append(problem)
+        _skip_or_raise(out, f"{path}:{line}: {message}", skip_invalid)
+
+
+def _read_text(path: Path) -> str:
+    """The file as text (a UTF-8 byte-order mark dropped). Bytes that are not UTF-8 become lone surrogates
+    (``surrogateescape``), so that the line holding them is reported, or skipped, rather than the whole file."""
+    return path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+
+
+def _not_utf8(text: str) -> str | None:
+    """A message naming the first byte of ``text`` that ``_read_text`` could not decode; None if there is none."""
+    match = re.search("[\udc80-\udcff]", text)
+    return None if match is None else f"not UTF-8 text (byte 0x{ord(match.group()) - 0xdc00:02x})"
 
 
 def parse_jsonl(path: Path, skip_invalid: bool = False) -> ParsedFile:
     out = ParsedFile(path)
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problem = f"{path}:{number}: invalid JSON ({exc.msg})"
-                if not skip_invalid:
-                    raise IngestError(problem) from None
-                out.errors.append(problem)
-                continue
-            _record(path, number, data, out, skip_invalid)
+    # newline=None: lines end at \n, \r\n or \r as in a text-mode file, never inside a JSON string's U+2028.
+    for number, line in enumerate(io.StringIO(_read_text(path), newline=None), start=1):
+        if not line.strip():
+            continue
+        if problem := _not_utf8(line):
+            _skip_or_raise(out, f"{path}:{number}: {problem}", skip_invalid)
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            _skip_or_raise(out, f"{path}:{number}: invalid JSON ({exc.msg})", skip_invalid)
+            continue
+        _record(path, number, data, out, skip_invalid)
     return out
 
 
 def parse_csv(path: Path, skip_invalid: bool = False) -> ParsedFile:
     out = ParsedFile(path)
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "text" not in reader.fieldnames:
-            raise IngestError(f"{path}:1: CSV header must have a 'text' column (found {reader.fieldnames})")
-        for row in reader:
-            number = reader.line_num
-            if None in row:  # more cells than header columns
-                problem = f"{path}:{number}: {len(row[None])} more cell(s) than the header's columns"
-                if not skip_invalid:
-                    raise IngestError(problem)
-                out.errors.append(problem)
-                continue
-            _record(path, number, {k: v for k, v in row.items() if v not in (None, "")}, out, skip_invalid)
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    if problem := _not_utf8(",".join(reader.fieldnames or [])):
+        raise IngestError(f"{path}:1: {problem}")
+    if not reader.fieldnames or "text" not in reader.fieldnames:
+        raise IngestError(f"{path}:1: CSV header must have a 'text' column (found {reader.fieldnames})")
+    for row in reader:
+        number = reader.line_num
+        if None in row:  # more cells than header columns
+            _skip_or_raise(out, f"{path}:{number}: {len(row[None])} more cell(s) than the header's columns",
+                           skip_invalid)
+            continue
+        if problem := _not_utf8("".join(v for v in row.values() if isinstance(v, str))):
+            _skip_or_raise(out, f"{path}:{number}: {problem}", skip_invalid)
+            continue
+        _record(path, number, {k: v for k, v in row.items() if v not in (None, "")}, out, skip_invalid)
     return out
 
 
@@ -137,10 +155,10 @@ def sentence_facts(text: str, name: str) -> list[FactInput]:
 
 def parse_document(path: Path) -> ParsedFile:
     out = ParsedFile(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise IngestError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = _read_text(path)
+    for number, line in enumerate(io.StringIO(text, newline=None), start=1):  # a document is all or nothing
+        if problem := _not_utf8(line):
+            raise IngestError(f"{path}:{number}: {problem}")
     out.facts = sentence_facts(text, path.name)
     if not out.facts:
         raise IngestError(f"{path}: no sentences found")
