@@ -1,18 +1,18 @@
 """The scope check's name rules (scr/scope.py ``conflicting_name``, ``other_name_threshold``), replayed on train and
 test splits.
 
-Each split is decided as the evaluator stores it: one knowledge base holding every case's memory fact
-(sequential N = all), each probe retrieved and checked by the default scope check, once without the name rules
-and once with them as shipped; no LLM (the answer does not change a scope decision). Counted per probe set:
-decisions in scope with the case's own fact, and in scope with another case's fact. For locality probes every in-scope decision
-is a change of answer; "another subject" counts those whose fact is about a subject other than the probe's own
-case's (another person of the same family name, another "Prince ..."), which no update should touch.
-Two thresholds, chosen one after the other on KnowEdit WikiData_counterfact train by balanced accuracy (own-fact
-acceptance over its in-scope probes, rejection over its locality probes): first the name threshold (cosine between
-a question's name that shares a word with the fact's subject and that subject, below which the name is another
-entity), without the second rule; then, that threshold in place, the other-name threshold (where the question
-does not name the fact's subject, one of its names must reach this cosine to the subject). The test splits are
-reported beside the train splits, not used to choose.
+Each split is decided as the evaluator stores it: one knowledge base holding every case's memory fact (sequential
+N = all), each probe retrieved and checked by the default scope check, once without the name rules and once with
+them as shipped; no LLM (the answer does not change a scope decision). Counted per probe set: decisions in scope
+with the case's own fact, and in scope with another case's fact. For locality probes every in-scope decision is a
+change of answer; "another subject" counts those whose fact is about a subject other than the probe's own case's
+(another person of the same family name, another "Prince ..."), which no update should touch. Two thresholds,
+chosen one after the other on KnowEdit WikiData_counterfact train by balanced accuracy (own-fact acceptance over
+its in-scope probes, rejection over its locality probes): first the name threshold (cosine between a question's
+name that shares a word with the fact's subject and that subject, below which the name is another entity), without
+the second rule; then, that threshold in place, the other-name threshold (where the question does not name the
+fact's subject, one of its names must reach this cosine to the subject). The test splits are reported beside the
+train splits, not used to choose.
 
     python evals/name_conflicts.py [--data-dir ../shared/data] [--out evals/results/name_conflicts.md]
 """

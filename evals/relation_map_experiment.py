@@ -160,7 +160,8 @@ def main() -> None:
             mapped = torch.nn.functional.normalize(x @ w, dim=1).numpy()
             cells.append(f"{pair_auc(mapped, labels, test_rows):.3f}")
         lines.append(f"| {k} | {len(held)} | " + " | ".join(cells) + " |")
-    lines += ["", "Nearest-relation rule (see the docstring): share of same- and other-relation template pairs accepted.",
+    lines += ["", "Nearest-relation rule (see the docstring): share of same- and other-relation template pairs "
+              "accepted.",
               "", "| bank | margin | floor | same-relation accepted | other-relation accepted |",
               "|---|---:|---:|---:|---:|"]
     for exclude in (None, 0.5, 0.6, 0.7):
@@ -171,10 +172,11 @@ def main() -> None:
                 lines.append(f"| {bank} | {margin} | {floor} | {tpr:.3f} | {fpr:.4f} |")
     lines += ["", "Reading: same-relation template pairs are mostly far apart in cosine (a threshold that accepts "
               "half of them also accepts about 3% of other-relation pairs), and a map trained on some relations "
-              "does not carry over to the others: no change to the scope check. The nearest-relation rule helps only where "
-              "the bank holds none of the fact's own relation (bank 1, about 6 times fewer other-relation pairs than "
-              "a plain threshold at the same acceptance); with the fact's relation in the bank, as it would be in use, "
-              "its trade-off is the plain threshold's (bank 2 against the table above): not adopted either.",
+              "does not carry over to the others: no change to the scope check. The nearest-relation rule helps "
+              "only where the bank holds none of the fact's own relation (bank 1, about 6 times fewer other-relation "
+              "pairs than a plain threshold at the same acceptance); with the fact's relation in the bank, as it "
+              "would be in use, its trade-off is the plain threshold's (bank 2 against the table above): not "
+              "adopted either.",
               "", f"Wall time {time.time() - start:.0f} s."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
