@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -18,6 +19,7 @@ from scr.cli_support import err, out
 from scr.cli_support import print_json as _print_json
 from scr.cli_support import progress_bar as _progress
 from scr.kb import FactInput, IngestError
+from scr.kb.records import validation_message
 from scr.pipeline import QuestionError
 
 app = typer.Typer(help="Selective Contextual Reasoning: keep an LLM's answers current without touching its weights.",
@@ -97,15 +99,14 @@ def kb_add(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Ingest facts from files (all or nothing per run), or one fact with --text."""
-    if not files and not text:
+    if not files and text is None:
         err.print("error: give one or more FILES or --text")
         raise typer.Exit(2)
     with _engine(ctx) as engine, _progress("embedding") as progress:
-        if text:
+        if text is not None:
             if files:
                 raise IngestError("give either FILES or --text, not both")
-            fact = FactInput(text=text, subject=subject, relation=relation, object=obj, supersedes=supersedes,
-                             source="cli")
+            fact = _fact_option(text=text, subject=subject, relation=relation, object=obj, supersedes=supersedes)
             report = engine.add_facts([fact], progress=progress)
         else:
             if supersedes:
@@ -127,6 +128,15 @@ def kb_add(
         err.print(f"skipped invalid line: {problem}", markup=False, highlight=False)
     if len(report.added) == 1:
         out.print(f"id: {report.added[0].id}", markup=False, highlight=False)
+
+
+def _fact_option(**options) -> FactInput:
+    """The fact given as command-line options; a bad value is named by its option (``--text: String should
+    have at least 1 character``)."""
+    try:
+        return FactInput(**options, source="cli")
+    except ValidationError as exc:
+        raise IngestError(validation_message(exc, field_prefix="--")) from None
 
 
 def _texts(engine, pairs) -> dict[str, str]:
@@ -159,7 +169,7 @@ def kb_conflicts(ctx: typer.Context, as_json: bool = typer.Option(False, "--json
 
 @kb_app.command("list")
 def kb_list(ctx: typer.Context, all_: bool = typer.Option(False, "--all", help="include superseded and retracted"),
-            limit: Optional[int] = typer.Option(None, "--limit"), as_json: bool = typer.Option(False, "--json")) -> None:
+            limit: Optional[int] = typer.Option(None, "--limit", min=0), as_json: bool = typer.Option(False, "--json")) -> None:
     """List facts (active ones unless --all)."""
     with _engine(ctx) as engine:
         facts = engine.kb().list(status=None if all_ else "active", limit=limit)
@@ -213,13 +223,12 @@ def kb_supersede(ctx: typer.Context, fact_id: str, text: str = typer.Option(...,
                  obj: Optional[str] = typer.Option(None, "--object")) -> None:
     """Replace a fact with a newer one."""
     with _engine(ctx) as engine:
-        report = engine.supersede(fact_id, FactInput(text=text, subject=subject, relation=relation, object=obj,
-                                                     source="cli"))
+        report = engine.supersede(fact_id, _fact_option(text=text, subject=subject, relation=relation, object=obj))
     out.print(f"{fact_id} superseded by {report.added[0].id}", markup=False, highlight=False)
 
 
 @kb_app.command("search")
-def kb_search(ctx: typer.Context, query: str, k: Optional[int] = typer.Option(None, "--k"),
+def kb_search(ctx: typer.Context, query: str, k: Optional[int] = typer.Option(None, "--k", min=1, max=100),
               as_json: bool = typer.Option(False, "--json")) -> None:
     """Retrieve the facts nearest to a query (no LLM)."""
     with _engine(ctx) as engine:

@@ -123,7 +123,7 @@ class Engine:
         return self.kb().supersede(fact_id, new if isinstance(new, FactInput) else FactInput(**new))
 
     def search(self, query: str, k: int | None = None):
-        return self.kb().search([query], k or self.settings.k)[0]
+        return self.kb().search([query], self.settings.k if k is None else k)[0]
 
     # Questions ------------------------------------------------------------------------------------------
     def ask(self, question: str) -> Answer:

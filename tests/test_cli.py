@@ -161,6 +161,11 @@ def test_batch_questions_from_a_file(tmp_path, facts_file, base_answer):
     (["ask"], "give a QUESTION or --file"),
     (["--store", "milvus", "kb", "list"], "store"),
     (["--k", "0", "kb", "list"], "k:"),
+    (["kb", "add", "--text", ""], "--text: String should have at least 1 character"),
+    (["kb", "add", "--text", "x" * 5000], "--text: String should have at most 4000 characters"),
+    (["kb", "supersede", "ceo", "--text", "  "], "--text: String should have at least 1 character"),
+    (["kb", "search", "Oslo", "--k", "0"], "Invalid value for '--k'"),
+    (["kb", "list", "--limit", "-1"], "Invalid value for '--limit'"),
 ])
 def test_bad_input_gives_a_clear_error_and_nonzero_exit(tmp_path, facts_file, args, message):
     kb = tmp_path / "kb"

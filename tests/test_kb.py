@@ -106,6 +106,19 @@ def test_retract_removes_from_retrieval_and_unknown_ids_fail(make_kb):
     assert [f.id for f in kb.list()] == [f.id for f in added[1:]]
 
 
+def test_bad_search_and_list_arguments_are_named(make_kb):
+    kb = make_kb()
+    kb.add(FACTS)
+    for k in (0, -2, 2.5, True):  # faiss asserted on k < 1; 0 used to mean "the default"
+        with pytest.raises(ValueError, match="k must be a whole number >= 1"):
+            kb.search(["Who is the CEO of Northwind Labs?"], k=k)
+    with pytest.raises(ValueError, match="limit and offset must be >= 0"):
+        kb.list(limit=-1)  # SQLite reads a negative LIMIT as "no limit"
+    with pytest.raises(ValueError, match="limit and offset must be >= 0"):
+        kb.list(offset=-1)
+    assert kb.list(limit=0) == [] and len(kb.list(limit=2)) == 2
+
+
 def test_user_ids_must_be_unique(make_kb):
     kb = make_kb()
     kb.add([FactInput(id="f-1", text="One.")])

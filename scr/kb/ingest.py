@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from scr.kb.records import FactInput
+from scr.kb.records import FactInput, validation_message
 
 
 class IngestError(ValueError):
@@ -27,10 +27,6 @@ class ParsedFile:
     path: Path
     facts: list[FactInput] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-
-
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors())
 
 
 def _skip_or_raise(out: ParsedFile, problem: str, skip_invalid: bool) -> None:
@@ -48,7 +44,7 @@ def _record(path: Path, line: int, data: object, out: ParsedFile, skip_invalid: 
             fact.source = f"{path.name}:{line}"
         out.facts.append(fact)
     except (ValidationError, IngestError, TypeError) as exc:
-        message = _describe(exc) if isinstance(exc, ValidationError) else str(exc)
+        message = validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
         _skip_or_raise(out, f"{path}:{line}: {message}", skip_invalid)
 
 

@@ -249,6 +249,8 @@ class KnowledgeBase:
 
     def list(self, status: str | None = "active", limit: int | None = None, offset: int = 0) -> list[Fact]:
         """Facts in insertion order; ``status=None`` lists every fact, history included."""
+        if limit is not None and limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must be >= 0, got limit={limit!r}, offset={offset!r}")
         where, args = ("WHERE status=?", [status]) if status else ("", [])
         sql = f"SELECT {_FACT_COLUMNS} FROM facts {where} ORDER BY rowid LIMIT ? OFFSET ?"
         with self._lock:
@@ -298,6 +300,8 @@ class KnowledgeBase:
 
     def search_vectors(self, query_vectors: np.ndarray, k: int = 5) -> list[list[FactHit]]:
         """Top-k active facts (valid now) per query, with cosine to the fact text and to the fact key."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a whole number >= 1, got {k!r}")
         with self._lock:
             self._sync_index()
             now = utcnow().isoformat()
