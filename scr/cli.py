@@ -169,7 +169,8 @@ def kb_conflicts(ctx: typer.Context, as_json: bool = typer.Option(False, "--json
 
 @kb_app.command("list")
 def kb_list(ctx: typer.Context, all_: bool = typer.Option(False, "--all", help="include superseded and retracted"),
-            limit: Optional[int] = typer.Option(None, "--limit", min=0), as_json: bool = typer.Option(False, "--json")) -> None:
+            limit: Optional[int] = typer.Option(None, "--limit", min=0),
+            as_json: bool = typer.Option(False, "--json")) -> None:
     """List facts (active ones unless --all)."""
     with _engine(ctx) as engine:
         facts = engine.kb().list(status=None if all_ else "active", limit=limit)
