@@ -18,7 +18,7 @@ from scr.cli_support import engine_from as _engine
 from scr.cli_support import err, out
 from scr.cli_support import print_json as _print_json
 from scr.cli_support import progress_bar as _progress
-from scr.kb import FactInput, IngestError
+from scr.kb import FactInput, IngestError, text_lines
 from scr.kb.records import validation_message
 from scr.pipeline import QuestionError
 
@@ -266,7 +266,7 @@ def ask(
                 raise QuestionError("give a QUESTION or --file, not both")
             if not file.exists():
                 raise FileNotFoundError(f"questions file not found: {file}")
-            questions = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+            questions = [line.strip() for line in text_lines(file) if line.strip()]
             if not questions:
                 raise QuestionError(f"{file} holds no questions")
         elif question is not None:

@@ -175,6 +175,18 @@ def test_bad_input_gives_a_clear_error_and_nonzero_exit(tmp_path, facts_file, ar
     assert message in result.stderr
 
 
+def test_bad_questions_file_is_named(tmp_path, facts_file):
+    kb = tmp_path / "kb"
+    scr("--kb", str(kb), "kb", "add", str(facts_file))
+    latin1 = tmp_path / "questions.txt"
+    latin1.write_bytes("Who is the CEO of Northwind Labs?\nQui est le pr\u00e9sident ?\n".encode("latin-1"))
+    for path, message in [(latin1, f"{latin1}:2: not UTF-8 text (byte 0xe9)"),
+                          (tmp_path, f"{tmp_path}: is a directory"),
+                          (tmp_path / "none.txt", "questions file not found")]:
+        result = scr("--kb", str(kb), "ask", "--file", str(path), ok=False)
+        assert result.exit_code == 1 and message in result.stderr
+
+
 def test_malformed_file_stores_nothing_unless_skip_invalid(tmp_path, facts_file):
     kb = tmp_path / "kb"
     scr("--kb", str(kb), "kb", "add", str(facts_file))

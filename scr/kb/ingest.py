@@ -60,6 +60,18 @@ def _not_utf8(text: str) -> str | None:
     return None if match is None else f"not UTF-8 text (byte 0x{ord(match.group()) - 0xdc00:02x})"
 
 
+def text_lines(path: Path) -> list[str]:
+    """The lines of a text file (any line end; a byte-order mark dropped), all or nothing: the first byte that
+    is not UTF-8 is an IngestError naming FILE:LINE."""
+    if path.is_dir():
+        raise IngestError(f"{path}: is a directory, expected a text file")
+    lines = list(io.StringIO(_read_text(path), newline=None))
+    for number, line in enumerate(lines, start=1):
+        if problem := _not_utf8(line):
+            raise IngestError(f"{path}:{number}: {problem}")
+    return lines
+
+
 def parse_jsonl(path: Path, skip_invalid: bool = False) -> ParsedFile:
     out = ParsedFile(path)
     # newline=None: lines end at \n, \r\n or \r as in a text-mode file, never inside a JSON string's U+2028.
@@ -151,11 +163,7 @@ def sentence_facts(text: str, name: str) -> list[FactInput]:
 
 def parse_document(path: Path) -> ParsedFile:
     out = ParsedFile(path)
-    text = _read_text(path)
-    for number, line in enumerate(io.StringIO(text, newline=None), start=1):  # a document is all or nothing
-        if problem := _not_utf8(line):
-            raise IngestError(f"{path}:{number}: {problem}")
-    out.facts = sentence_facts(text, path.name)
+    out.facts = sentence_facts("".join(text_lines(path)), path.name)  # a document is all or nothing
     if not out.facts:
         raise IngestError(f"{path}: no sentences found")
     return out
