@@ -136,13 +136,24 @@ class Settings(BaseModel):
             raise SettingsError(f"invalid settings: {problems}") from None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
+    """A TOML file's contents. A missing file, a directory, bytes that are not UTF-8 or invalid TOML raise
+    ``error`` with a message that names ``what`` the file is and its path."""
     if not path.exists():
-        raise SettingsError(f"settings file not found: {path}")
+        raise error(f"{what} not found: {path}")
+    if path.is_dir():
+        raise error(f"{what} {path} is a directory, expected a TOML file")
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise error(f"{what} {path}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from None
+        raise error(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    data = read_toml(path, "settings file", SettingsError)
     # Allow either top-level keys or an [scr] table.
     return dict(data.get("scr", data))
 

@@ -187,6 +187,16 @@ def test_bad_questions_file_is_named(tmp_path, facts_file):
         assert result.exit_code == 1 and message in result.stderr
 
 
+def test_bad_settings_file_is_named(tmp_path):
+    latin1 = tmp_path / "scr.toml"
+    latin1.write_bytes('k = 3\nllm = "caf\u00e9"\n'.encode("latin-1"))
+    for path, message in [(latin1, f"settings file {latin1}:2: not UTF-8 text (byte 0xe9)"),
+                          (tmp_path, f"settings file {tmp_path} is a directory"),
+                          (tmp_path / "none.toml", "settings file not found")]:
+        result = scr("--config", str(path), "--kb", str(tmp_path / "kb"), "kb", "list", ok=False)
+        assert result.exit_code == 1 and message in result.stderr
+
+
 def test_malformed_file_stores_nothing_unless_skip_invalid(tmp_path, facts_file):
     kb = tmp_path / "kb"
     scr("--kb", str(kb), "kb", "add", str(facts_file))

@@ -31,6 +31,9 @@ def test_each_command_reads_its_own_suite_table(tmp_path, subcommand, table):
     suite.write_text(f"[{table}\n")
     one_line_error(invoke(subcommand, "--suite", str(suite)), "is not valid TOML")
     one_line_error(invoke(subcommand, "--suite", str(tmp_path / "absent.toml")), "suite file not found")
+    one_line_error(invoke(subcommand, "--suite", str(tmp_path)), f"suite file {tmp_path} is a directory")
+    suite.write_bytes(f'[{table}]\nout = "caf\u00e9"\n'.encode("latin-1"))
+    one_line_error(invoke(subcommand, "--suite", str(suite)), f"suite file {suite}:2: not UTF-8 text (byte 0xe9)")
 
 
 def test_required_fields_are_named():

@@ -6,11 +6,12 @@ A suite file (``evals/*.toml``) holds the same fields in an ``[eval]`` table and
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from scr.config import read_toml
 
 
 class EvalConfigError(ValueError):
@@ -90,12 +91,7 @@ def load_suite(path: str | Path, table: str = "eval") -> tuple[dict[str, Any], d
     """(runner fields, settings fields) from a suite TOML file: the ``table`` its runner reads (``eval`` for
     ``scr eval``, ``retention``, ``multihop``, ...) and the optional ``[settings]``."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"suite file not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise EvalConfigError(f"suite {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "suite file", EvalConfigError)
     unknown = set(data) - {table, "settings"}
     if unknown:
         raise EvalConfigError(f"suite {path}: unknown table(s) {sorted(unknown)} (this command reads [{table}] "
