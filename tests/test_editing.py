@@ -268,6 +268,32 @@ def test_scr_edit_writes_a_loadable_folder_and_refuses_bad_input(tiny_llama_dir,
     typo = runner.invoke(app, ["--llm", str(tiny_llama_dir), "edit", "--method", "memit", "--data", str(data),
                                "--out", str(tmp_path / "y"), "--set", "no_such_knob=1"])
     assert typo.exit_code == 1 and "no_such_knob" in typo.output and not (tmp_path / "y").exists()
+    for value, message in [("layers=abc", "LocateEditHparams.layers expects a list of integers, got 'abc'"),
+                           ("v_lr=fast", "LocateEditHparams.v_lr expects a number, got 'fast'"),
+                           ("n_samples=1.5", "CovarianceSettings.n_samples expects an integer, got 1.5")]:
+        wrong = runner.invoke(app, ["--llm", str(tiny_llama_dir), "edit", "--method", "memit", "--data", str(data),
+                                    "--out", str(tmp_path / "z"), "--set", value])
+        assert wrong.exit_code == 1 and message in wrong.output.replace("\n", "") and not (tmp_path / "z").exists()
+
+
+def test_hyper_parameter_overrides_are_type_checked():
+    from scr.editing.hparams import AlphaEditHparams, CodebookHparams, with_overrides
+
+    hp = with_overrides(AlphaEditHparams(), {"layers": [3, 4], "v_lr": 1, "batch_size": 4, "n_samples": 16,
+                                             "show_progress": False})
+    assert hp.layers == (3, 4) and hp.v_lr == 1.0 and isinstance(hp.v_lr, float) and hp.batch_size == 4
+    assert hp.covariance.n_samples == 16 and hp.covariance.show_progress is False
+    for overrides, message in [({"layers": 5}, "layers expects a list of integers"),
+                               ({"layers": [4, "5"]}, "layers expects a list of integers"),
+                               ({"batch_size": 2.5}, "batch_size expects an integer"),
+                               ({"batch_size": True}, "batch_size expects an integer"),
+                               ({"show_progress": "no"}, "show_progress expects true or false"),
+                               ({"covariance": {"corpus": 3}}, "corpus expects a string"),
+                               ({"covariance": {"nope": 3}}, "CovarianceSettings has no setting 'nope'")]:
+        with pytest.raises(TypeError, match=message):
+            with_overrides(AlphaEditHparams(), overrides)
+    with pytest.raises(TypeError, match="radius_rule expects a string"):
+        with_overrides(CodebookHparams(), {"radius_rule": 1})
 
 
 def test_evaluator_edit_streams_log_their_progress(tiny_llama_dir):

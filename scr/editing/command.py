@@ -36,7 +36,7 @@ def command(
     data: str = typer.Option(..., "--data", help="dataset file (or a path relative to the data dir)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="knowedit | counterfact | jsonl (default: detected)"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="data directory [env SCR_DATA_DIR]"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="only the first LIMIT cases"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="only the first LIMIT cases"),
     batch: int = typer.Option(1, "--edit-batch-size", min=1, help="edits per update (the methods' batch editing)"),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="hyper-parameter NAME=VALUE (repeatable)"),
     out_dir: Path = typer.Option(..., "--out", help="folder to write the edited model to (must not exist)"),

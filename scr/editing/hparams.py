@@ -92,6 +92,31 @@ HPARAM_CLASSES = {
 }
 
 
+def _typed(owner, name: str, value):
+    """``value`` checked against the type of the field's current value in ``owner`` (an int is a valid float,
+    a list of ints a valid tuple of layers); a TypeError names the field, the type and the value."""
+    current = getattr(owner, name)
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(current, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(current, int):
+        ok, kind = is_int, "an integer"
+    elif isinstance(current, float):
+        ok, kind = is_int or isinstance(value, float), "a number"
+        value = float(value) if ok else value
+    elif isinstance(current, str):
+        ok, kind = isinstance(value, str), "a string"
+    elif isinstance(current, tuple):
+        ok, kind = isinstance(value, (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value), "a list of integers"
+        value = tuple(value) if ok else value
+    else:
+        ok, kind = True, ""
+    if not ok:
+        raise TypeError(f"{type(owner).__name__}.{name} expects {kind}, got {value!r}")
+    return value
+
+
 def with_overrides(hparams, overrides: dict):
     """A copy of ``hparams`` with fields replaced; ``covariance`` accepts a dict or a CovarianceSettings.
 
@@ -104,12 +129,16 @@ def with_overrides(hparams, overrides: dict):
         if key == "covariance" and isinstance(value, dict):
             cov.update(value)
         elif key in names:
-            direct[key] = tuple(value) if key == "layers" else value
+            direct[key] = value if key == "covariance" else _typed(hparams, key, value)
         elif key in cov_names and "covariance" in names:
             cov[key] = value
         else:
             raise TypeError(f"{type(hparams).__name__} has no hyper-parameter '{key}'")
     out = dataclasses.replace(hparams, **direct)
     if cov:
+        unknown = sorted(set(cov) - cov_names)
+        if unknown:
+            raise TypeError(f"CovarianceSettings has no setting {unknown[0]!r}")
+        cov = {key: _typed(out.covariance, key, value) for key, value in cov.items()}
         out = dataclasses.replace(out, covariance=dataclasses.replace(out.covariance, **cov))
     return out
