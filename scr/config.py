@@ -146,7 +146,7 @@ def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        line = exc.object[: exc.start].count(b"\n") + 1  # exc.object: the bytes after a byte-order mark
         raise error(f"{what} {path}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x})") from None
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{what} {path} is not valid TOML: {exc}") from None
