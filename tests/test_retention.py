@@ -114,9 +114,10 @@ def test_runner_end_to_end_scr_injects_facts_into_matching_contexts_and_resumes(
     updates = tmp_path / "updates.jsonl"
     rows = [{"prompt": "The mother tongue of Danielle Darrieux is", "target_new": "English",
              "subject": "Danielle Darrieux"},
-            {"prompt": question, "target_new": "none of these", "subject": "ARC"}]
+            {"prompt": question, "target_new": "none of these", "subject": "ARC"},
+            {"prompt": "The capital of Freedonia is", "target_new": "Sylvania", "subject": "Freedonia"}]
     updates.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    config = make_retention_config(updates=str(updates), stream=2, methods="base,scr", n="0,1,2",
+    config = make_retention_config(updates=str(updates), stream=3, methods="base,scr", n="0,1,2",
                                    benchmarks="arc_easy,winogrande,wikitext2,knowns", items=4, seed=3,
                                    ppl_tokens=200, ppl_window=100, ppl_context=20, out=str(tmp_path / "run"))
     logs: list[str] = []
@@ -149,6 +150,10 @@ def test_runner_end_to_end_scr_injects_facts_into_matching_contexts_and_resumes(
     rebuilt = RetentionRunner(narrow, Settings(), log=logs.append, backend=smol_backend, embedder=embedder).run()
     assert set(rebuilt["methods"]) == {"base", "scr"} and set(rebuilt["methods"]["scr"]["stages"]) == {"1", "2"}
     assert rebuilt["run"]["n"] == [0, 1, 2] and "| scr | " in (out / "report.md").read_text()
+    # Rebuilding the report with an N that has no records adds no empty column.
+    probe = config.model_copy(update={"n": [0, 1, 2, 3]})
+    again = RetentionRunner(probe, Settings(), log=logs.append, backend=smol_backend, embedder=embedder)
+    assert again.run(report_only=True)["run"]["n"] == [0, 1, 2] and "N=3" not in (out / "report.md").read_text()
 
 
 def test_n_beyond_the_stream_is_refused(tmp_path, smol_backend, embedder):

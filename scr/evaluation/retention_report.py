@@ -57,7 +57,9 @@ def build(runner) -> dict:
         "title": c.title or "General-ability retention after N updates",
         "run": {"command": runner.command, "commands_all_sessions": sorted({x["command"] for x in sessions}),
                 "updates": str(c.updates),
-                "n": sorted(set(c.n) | {int(n) for m in methods.values() for n in m["stages"]}),
+                # The N that have scores (a planned N only before any has: a --report-only run given an N
+                # without records must not add an empty column).
+                "n": sorted({int(n) for m in methods.values() for n in m["stages"]}) or sorted(set(c.n)),
                 "llm": s.llm, "embedder": s.embedder, "backend": s.backend,
                 "dtype": s.dtype, "scope_mode": s.scope_mode, "seed": c.seed, "edit_batch_size": c.edit_batch_size,
                 "sessions": len(sessions), "sessions_wall_s": round(sum(x["seconds"] for x in sessions), 1),
