@@ -197,6 +197,22 @@ def test_bad_settings_file_is_named(tmp_path):
         assert result.exit_code == 1 and message in result.stderr
 
 
+def test_serve_refuses_a_taken_port_or_bad_options_before_loading_models(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = scr("--kb", str(tmp_path / "kb"), "serve", "--port", str(port), ok=False)
+    assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "loading models" not in result.stderr
+    result = scr("--kb", str(tmp_path / "kb"), "serve", "--log-level", "loud", ok=False)
+    assert result.exit_code == 1 and "--log-level 'loud': choose from critical" in result.stderr
+    result = scr("--kb", str(tmp_path / "kb"), "serve", "--port", "70000", ok=False)
+    assert result.exit_code == 2 and "Invalid value for '--port'" in result.stderr
+
+
 def test_malformed_file_stores_nothing_unless_skip_invalid(tmp_path, facts_file):
     kb = tmp_path / "kb"
     scr("--kb", str(kb), "kb", "add", str(facts_file))
