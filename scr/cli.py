@@ -18,8 +18,8 @@ from scr.cli_support import engine_from as _engine
 from scr.cli_support import err, out
 from scr.cli_support import print_json as _print_json
 from scr.cli_support import progress_bar as _progress
+from scr.config import validation_message
 from scr.kb import FactInput, IngestError, text_lines
-from scr.kb.records import validation_message
 from scr.pipeline import QuestionError
 
 app = typer.Typer(help="Selective Contextual Reasoning: keep an LLM's answers current without touching its weights.",
@@ -136,7 +136,7 @@ def _fact_option(**options) -> FactInput:
     try:
         return FactInput(**options, source="cli")
     except ValidationError as exc:
-        raise IngestError(validation_message(exc, field_prefix="--")) from None
+        raise IngestError(validation_message(exc, prefix="--")) from None
 
 
 def _texts(engine, pairs) -> dict[str, str]:

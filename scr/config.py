@@ -25,6 +25,13 @@ class SettingsError(ValueError):
     pass
 
 
+def validation_message(exc: ValidationError, prefix: str = "", whole: str = "record") -> str:
+    """pydantic's errors on one line, ``field: message`` joined by "; " (its own text spans lines and links).
+    ``prefix`` goes before each field's path; ``whole`` names an error about the value as a whole."""
+    return "; ".join(f"{prefix + '.'.join(map(str, e['loc'])) if e['loc'] else whole}: {e['msg']}"
+                     for e in exc.errors())
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -132,8 +139,7 @@ class Settings(BaseModel):
         try:
             return cls(**values)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise SettingsError(f"invalid settings: {problems}") from None
+            raise SettingsError(f"invalid settings: {validation_message(exc, whole='settings')}") from None
 
 
 def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from scr.api.errors import BadRequest, error_response, install_error_handlers
 from scr.api.metrics import Metrics
 from scr.api.schemas import (AddFactsResponse, BatchQueryRequest, BatchQueryResponse, ConflictList, ErrorResponse,
                              FactHistory, FactList, FactUsed, Health, HistoryEntry, QueryRequest, QueryResponse)
-from scr.config import Settings
+from scr.config import Settings, validation_message
 from scr.engine import Engine
 from scr.kb import Fact, FactInput
 from scr.pipeline import Answer, QuestionError, check_questions
@@ -204,11 +204,8 @@ def parse_facts(payload: Any, limit: int) -> list[FactInput]:
         try:
             fact = FactInput.model_validate(item)
         except ValidationError as exc:
-            problems = []
-            for error in exc.errors():
-                parts = ([f"{prefix}[{n}]"] if prefix else []) + [str(p) for p in error["loc"]]
-                problems.append(f"{'.'.join(parts) or 'body'}: {error['msg']}")
-            raise BadRequest("; ".join(problems)) from None
+            item = f"{prefix}[{n}]" if prefix else ""
+            raise BadRequest(validation_message(exc, f"{item}." if item else "", item or "body")) from None
         facts.append(fact if fact.source else fact.model_copy(update={"source": "api"}))
     return facts
 

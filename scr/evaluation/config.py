@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from scr.config import read_toml
+from scr.config import read_toml, validation_message
 
 
 class EvalConfigError(ValueError):
@@ -104,8 +104,7 @@ def validated(model: type[BaseModel], what: str, fields: dict):
     try:
         return model(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise EvalConfigError(f"invalid {what} settings: {problems}") from None
+        raise EvalConfigError(f"invalid {what} settings: {validation_message(exc, whole='settings')}") from None
 
 
 def make_config(**fields) -> EvalConfig:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from scr.kb.records import FactInput, validation_message
+from scr.config import validation_message
+from scr.kb.records import FactInput
 
 
 class IngestError(ValueError):

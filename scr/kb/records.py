@@ -6,7 +6,7 @@ import re
 from datetime import datetime, timezone
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FactStatus = Literal["active", "superseded", "retracted"]
 MAX_FACT_CHARS = 4000
@@ -33,11 +33,6 @@ def fact_key(text: str, subject: str | None, relation: str | None, obj: str | No
     if subject and relation:
         return f"{subject} {relation}"
     return text
-
-
-def validation_message(exc: ValidationError, field_prefix: str = "") -> str:
-    """One line per problem, ``field: message``, joined by "; " (pydantic's own text spans lines and links)."""
-    return "; ".join(f"{field_prefix}{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors())
 
 
 class FactInput(BaseModel):
