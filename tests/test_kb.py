@@ -135,6 +135,31 @@ def test_future_facts_are_not_retrieved_until_valid(make_kb):
     assert [h.text for h in hits] == ["The Kestrel drone weighs 2 kilograms."]
 
 
+def test_a_damaged_index_is_rebuilt_and_a_damaged_database_refused(make_kb, tmp_path, embedder, caplog):
+    kb = make_kb()
+    added = kb.add(FACTS).added
+    question = "Who is the CEO of Northwind Labs?"
+    expected = ids(kb.search([question], k=3)[0])
+    kb.close()
+    index_file = tmp_path / "kb" / "index.faiss"
+    index_file.write_bytes(b"not a faiss index")  # a disk error, a half-copied backup
+    kb = KnowledgeBase(tmp_path / "kb", embedder=embedder)
+    assert ids(kb.search([question], k=3)[0]) == expected and expected[0] == added[0].id
+    assert "index.faiss is unreadable" in caplog.text and "rebuilding it from the fact database" in caplog.text
+    kb.close()
+    import faiss
+
+    assert faiss.read_index(str(index_file)).ntotal == len(added)  # rewritten whole
+
+    database = tmp_path / "kb" / "facts.sqlite"
+    for side in ("-wal", "-shm"):
+        (tmp_path / "kb" / f"facts.sqlite{side}").unlink(missing_ok=True)
+    database.write_bytes(b"\0" * 4096)
+    with pytest.raises(IncompatibleStore, match="facts.sqlite cannot be read .*restore it from a backup"):
+        KnowledgeBase(tmp_path / "kb", embedder=embedder)
+    assert database.read_bytes() == b"\0" * 4096  # the only copy of the facts is left as it was
+
+
 def test_incompatible_store_versions_and_foreign_folders(make_kb, tmp_path, embedder):
     kb = make_kb()
     kb.add(FACTS[:1])

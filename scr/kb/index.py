@@ -6,6 +6,7 @@ integer row ids and can always be reconciled with (or rebuilt from) the database
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -14,6 +15,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 Hits = list[list[tuple[int, float]]]
+log = logging.getLogger(__name__)
 
 
 class VectorIndex(Protocol):
@@ -47,13 +49,20 @@ class FaissIndex:
 
     def reload(self) -> None:
         faiss = self._faiss
-        if self.path.exists():
+        self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        if not self.path.exists():
+            return
+        try:
             index = faiss.read_index(str(self.path))
-            if index.d != self.dim:
-                raise ValueError(f"{self.path}: index dimension {index.d} != embedder dimension {self.dim}")
-            self.index = index
-        else:
-            self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        except RuntimeError as exc:  # faiss reports a damaged or foreign file as a RuntimeError
+            log.warning("%s is unreadable (%s); rebuilding it from the fact database", self.path,
+                        str(exc).splitlines()[-1][:200])
+            return
+        if index.d != self.dim:
+            log.warning("%s holds %d-dimensional vectors, the embedder gives %d; rebuilding it from the fact "
+                        "database", self.path, index.d, self.dim)
+            return
+        self.index = index
 
     def ids(self) -> set[int]:
         return set(self._faiss.vector_to_array(self.index.id_map).tolist())

@@ -145,8 +145,14 @@ class KnowledgeBase:
             tmp.replace(manifest_path)
         self._db = sqlite3.connect(self.dir / "facts.sqlite", isolation_level=None, check_same_thread=False,
                                    timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            # The database is the only copy of the facts (the vector index is derived from it): never rewrite it.
+            raise IncompatibleStore(f"{self.dir / 'facts.sqlite'} cannot be read ({exc}): it holds the facts; "
+                                    "restore it from a backup") from None
 
     @property
     def embedder(self):
