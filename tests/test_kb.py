@@ -160,6 +160,18 @@ def test_a_damaged_index_is_rebuilt_and_a_damaged_database_refused(make_kb, tmp_
     assert database.read_bytes() == b"\0" * 4096  # the only copy of the facts is left as it was
 
 
+def test_a_damaged_chroma_folder_is_set_aside_and_rebuilt(make_kb, tmp_path, caplog):
+    kb = make_kb("chroma")
+    added = kb.add(FACTS).added
+    kb.close()
+    (tmp_path / "kb" / "chroma" / "chroma.sqlite3").write_bytes(b"not a database" * 100)
+    kb = make_kb("chroma")
+    assert ids(kb.search(["Who is the CEO of Northwind Labs?"], k=1)[0]) == [added[0].id]
+    assert "rebuilding it from the fact database" in caplog.text
+    aside = [p.name for p in (tmp_path / "kb").iterdir() if p.name.startswith("chroma.damaged-")]
+    assert len(aside) == 1  # kept for the operator, not deleted
+
+
 def test_incompatible_store_versions_and_foreign_folders(make_kb, tmp_path, embedder):
     kb = make_kb()
     kb.add(FACTS[:1])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Protocol, Sequence
 from urllib.parse import urlparse
@@ -100,22 +101,37 @@ class ChromaIndex:
         import chromadb
 
         settings = chromadb.Settings(anonymized_telemetry=False)
+        self.dim = dim
         if url:
             parsed = urlparse(url)
             if not parsed.hostname:
                 raise ValueError(f"invalid Chroma URL: {url!r} (expected http://host:port)")
             self.client = chromadb.HttpClient(host=parsed.hostname, port=parsed.port or 8000,
                                               ssl=parsed.scheme == "https", settings=settings)
+            self.collection = self._collection(collection)
         else:
-            self.client = chromadb.PersistentClient(path=str(path), settings=settings)
-        self.dim = dim
-        self.collection = self.client.get_or_create_collection(
-            collection, configuration={"hnsw": {"space": "ip"}}, embedding_function=None,
-            metadata={"dim": dim},
-        )
+            try:
+                self.client = chromadb.PersistentClient(path=str(path), settings=settings)
+                self.collection = self._collection(collection)
+            except chromadb.errors.ChromaError as exc:
+                # The folder is derived from the fact database: set it aside (not deleted) and start afresh;
+                # the knowledge base fills the new one from the database.
+                aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+                log.warning("%s cannot be opened (%s); moved to %s, rebuilding it from the fact database", path,
+                            str(exc)[:200], aside)
+                from chromadb.api.client import SharedSystemClient
+
+                SharedSystemClient.clear_system_cache()  # Chroma caches the failed client by its path
+                os.replace(path, aside)
+                self.client = chromadb.PersistentClient(path=str(path), settings=settings)
+                self.collection = self._collection(collection)
         stored_dim = (self.collection.metadata or {}).get("dim", dim)
         if stored_dim != dim:
             raise ValueError(f"Chroma collection '{collection}' holds {stored_dim}-d vectors, embedder gives {dim}")
+
+    def _collection(self, name: str):
+        return self.client.get_or_create_collection(name, configuration={"hnsw": {"space": "ip"}},
+                                                    embedding_function=None, metadata={"dim": self.dim})
 
     def reload(self) -> None:
         pass
