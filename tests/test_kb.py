@@ -184,6 +184,9 @@ def test_incompatible_store_versions_and_foreign_folders(make_kb, tmp_path, embe
     manifest.write_text(json.dumps({**data, "embedder": "some/other-model"}))
     with pytest.raises(IncompatibleStore, match="built with embedder"):
         KnowledgeBase(tmp_path / "kb", embedder=embedder)
+    (tmp_path / "a-file").write_text("hello")
+    with pytest.raises(KBError, match="a-file is a file; a knowledge base is a directory"):
+        KnowledgeBase(tmp_path / "a-file", embedder=embedder)
     manifest.write_text("{not json")
     with pytest.raises(IncompatibleStore, match="corrupt"):
         KnowledgeBase(tmp_path / "kb", embedder=embedder)

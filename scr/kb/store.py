@@ -114,6 +114,8 @@ class KnowledgeBase:
     # ----- opening -------------------------------------------------------------------------------------
     def _open(self, create: bool) -> None:
         manifest_path = self.dir / MANIFEST
+        if self.dir.exists() and not self.dir.is_dir():
+            raise KBError(f"{self.dir} is a file; a knowledge base is a directory")
         if manifest_path.exists():
             try:
                 manifest = json.loads(manifest_path.read_text())
