@@ -285,6 +285,9 @@ def test_chroma_server_by_url(tmp_path, facts_file, chroma_server):
     hits = json.loads(scr("--kb", str(kb), "--store", "chroma", "--chroma-url", chroma_server, "kb", "search",
                           "Who is the Pope?", "--json").stdout)
     assert hits[0]["id"] == "pope"
+    down = f"http://127.0.0.1:{_free_port()}"
+    result = scr("--kb", str(kb), "--store", "chroma", "--chroma-url", down, "kb", "search", "Pope", ok=False)
+    assert result.exit_code == 1 and f"error: Chroma server at {down}: Could not connect" in result.stderr
 
 
 def test_console_script_in_a_fresh_process(tmp_path, facts_file):

@@ -106,9 +106,12 @@ class ChromaIndex:
             parsed = urlparse(url)
             if not parsed.hostname:
                 raise ValueError(f"invalid Chroma URL: {url!r} (expected http://host:port)")
-            self.client = chromadb.HttpClient(host=parsed.hostname, port=parsed.port or 8000,
-                                              ssl=parsed.scheme == "https", settings=settings)
-            self.collection = self._collection(collection)
+            try:
+                self.client = chromadb.HttpClient(host=parsed.hostname, port=parsed.port or 8000,
+                                                  ssl=parsed.scheme == "https", settings=settings)
+                self.collection = self._collection(collection)
+            except (ValueError, chromadb.errors.ChromaError) as exc:  # chromadb names no address
+                raise ValueError(f"Chroma server at {url}: {exc}") from None
         else:
             try:
                 self.client = chromadb.PersistentClient(path=str(path), settings=settings)
