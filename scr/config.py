@@ -11,6 +11,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -27,9 +28,10 @@ class SettingsError(ValueError):
 
 def validation_message(exc: ValidationError, prefix: str = "", whole: str = "record") -> str:
     """pydantic's errors on one line, ``field: message`` joined by "; " (its own text spans lines and links).
-    ``prefix`` goes before each field's path; ``whole`` names an error about the value as a whole."""
-    return "; ".join(f"{prefix + '.'.join(map(str, e['loc'])) if e['loc'] else whole}: {e['msg']}"
-                     for e in exc.errors())
+    ``prefix`` goes before each field's path; ``whole`` names an error about the value as a whole. The
+    "Value error, " that pydantic puts before our validators' own messages is dropped."""
+    return "; ".join(f"{prefix + '.'.join(map(str, e['loc'])) if e['loc'] else whole}: "
+                     f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
 
 
 class Settings(BaseModel):
@@ -121,6 +123,15 @@ class Settings(BaseModel):
     @classmethod
     def _expand(cls, value: Any) -> Any:
         return Path(value).expanduser() if isinstance(value, (str, Path)) else value
+
+    @field_validator("vllm_url", "chroma_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parsed = urlparse(value)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError(f"expected an http:// or https:// URL with a host, got {value!r}")
+        return value
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, **overrides: Any) -> "Settings":
