@@ -16,11 +16,13 @@ from scr.config import Settings, SettingsError
 from scr.engine import Engine
 from scr.kb import IngestError, KBError
 from scr.llm.base import BackendError
+from scr.models import ModelNotFoundError
 from scr.pipeline import QuestionError
 
 out = Console()
 err = Console(stderr=True)
-USER_ERRORS = (KBError, IngestError, QuestionError, SettingsError, BackendError, ValueError, FileNotFoundError)
+USER_ERRORS = (KBError, IngestError, QuestionError, SettingsError, BackendError, ModelNotFoundError, ValueError,
+               FileNotFoundError)
 
 
 def settings_from(ctx: typer.Context, **extra) -> Settings:

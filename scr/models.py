@@ -13,7 +13,9 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 DEFAULT_LLM = "smollm2-135m-instruct"
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
@@ -34,6 +36,27 @@ OFFLINE_ENV = {
 
 class ModelNotFoundError(RuntimeError):
     pass
+
+
+@contextmanager
+def loading(kind: str, name: str) -> Iterator[None]:
+    """Turn a loader's failure (transformers' and sentence-transformers' OSError or ValueError, with pages of
+    text about the hub) into one ModelNotFoundError that names the model and says what to do."""
+    try:
+        yield
+    except (OSError, ValueError) as exc:
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        folder = Path(name).expanduser()
+        if folder.is_dir() and not (folder / "config.json").exists():
+            why = f"{name} holds no config.json: it is not a Hugging Face model folder"
+        elif folder.exists():
+            why = f"{name} is not a loadable model folder ({first[:300]})"
+        elif os.environ.get("HF_HUB_OFFLINE") == "1":
+            why = (f"it is not an embedded model, a local folder, or in the Hugging Face cache, and the hub is off "
+                   f"(HF_HUB_OFFLINE=1): download it first (`huggingface-cli download {name}`) or give its folder")
+        else:
+            why = first[:300]
+        raise ModelNotFoundError(f"cannot load the {kind} {name!r}: {why}") from None
 
 
 def set_offline_env(force: bool = False) -> None:
@@ -141,8 +164,9 @@ def load_causal_lm(name: str = DEFAULT_LLM, device: str = "cpu", dtype: str = "f
 
     path = resolve_llm(name)
     quiet_loading()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
+    with loading("LLM", name):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

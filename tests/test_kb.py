@@ -172,6 +172,17 @@ def test_a_damaged_chroma_folder_is_set_aside_and_rebuilt(make_kb, tmp_path, cap
     assert len(aside) == 1  # kept for the operator, not deleted
 
 
+def test_an_unknown_embedder_is_a_named_error(tmp_path):
+    from scr.kb.embed import Embedder
+    from scr.models import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match="cannot load the embedder 'no-such/embedder': it is not an "
+                                                 "embedded model, a local folder, or in the Hugging Face cache"):
+        Embedder("no-such/embedder")
+    with pytest.raises(ModelNotFoundError, match="holds no config.json"):
+        Embedder(str(tmp_path))
+
+
 def test_incompatible_store_versions_and_foreign_folders(make_kb, tmp_path, embedder):
     kb = make_kb()
     kb.add(FACTS[:1])

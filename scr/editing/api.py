@@ -12,6 +12,7 @@ from scr.editing.come import CoMEAlphaEditEditor, CoMEMEMITEditor
 from scr.editing.memit import MEMITEditor
 from scr.editing.hparams import with_overrides
 from scr.editing.presets import default_hparams
+from scr.models import loading
 
 METHODS = ("memit", "alphaedit", "come", "come-memit", "balancedit", "grace")
 CODEBOOK_METHODS = ("balancedit", "grace")  # weights untouched: a codebook keyed on rendered prompts
@@ -51,10 +52,11 @@ def load_edited(folder, device: str = "cpu", dtype: str = "float32") -> EditedMo
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    with loading("edited model", str(folder)):
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)).to(device).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)).to(device).eval()
     editor = None
     if (folder / CODEBOOK_FILE).exists():
         editor = CodebookEditor(model, tokenizer, codebook_hparams_from_file(folder / CODEBOOK_FILE))

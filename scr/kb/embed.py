@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from scr.models import resolve_embedder, set_offline_env
+from scr.models import loading, resolve_embedder, set_offline_env
 
 
 class Embedder(Embeddings):
@@ -21,7 +21,8 @@ class Embedder(Embeddings):
 
         self.name = name
         self.batch_size = batch_size
-        self._model = SentenceTransformer(resolve_embedder(name), device=device)
+        with loading("embedder", name):
+            self._model = SentenceTransformer(resolve_embedder(name), device=device)
         self.dim = int(self._model.get_embedding_dimension())
 
     def embed(self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
