@@ -301,10 +301,10 @@ def quickstart(
 ) -> None:
     """Ingest the sample knowledge base and compare the unmodified model with SCR on its questions."""
     sample = sample or _sample_dir()
-    questions = [json.loads(line) for line in (sample / "questions.jsonl").read_text().splitlines() if line.strip()]
     with tempfile.TemporaryDirectory(prefix="scr-quickstart-") as tmp:
         extra = {} if ctx.obj["overrides"].get("kb_dir") else {"kb_dir": Path(tmp) / "kb"}
         with _engine(ctx, **extra) as engine:
+            questions = _sample_questions(sample)
             kb_dir = engine.settings.kb_dir
             with _progress("ingesting sample facts") as progress:
                 first = engine.ingest([sample / "facts.jsonl"], progress=progress)
@@ -328,6 +328,27 @@ def quickstart(
     n_in = sum(1 for q in questions if q.get("expect"))
     out.print(f"scope decisions right: {scoped}/{len(questions)}; updated answers: {updated}/{n_in} in-scope "
               f"questions; unchanged answers: {unchanged}/{len(questions) - n_in} out-of-scope questions")
+
+
+def _sample_questions(sample: Path) -> list[dict]:
+    """The sample's questions ({"question", "expect"?} per line), after checking the folder has all three files."""
+    missing = [name for name in ("facts.jsonl", "updates.jsonl", "questions.jsonl") if not (sample / name).is_file()]
+    if missing:
+        raise IngestError(f"{sample}: no {', '.join(missing)} (a sample folder holds facts.jsonl, updates.jsonl "
+                          "and questions.jsonl)")
+    path = sample / "questions.jsonl"
+    questions = []
+    for number, line in enumerate(text_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise IngestError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("question"), str):
+            raise IngestError(f"{path}:{number}: expected an object with a 'question' string")
+        questions.append(record)
+    return questions
 
 
 @models_app.command("prepare")

@@ -219,6 +219,19 @@ def test_serve_refuses_a_taken_port_or_bad_options_before_loading_models(tmp_pat
     assert result.exit_code == 2 and "Invalid value for '--port'" in result.stderr
 
 
+def test_quickstart_names_a_bad_sample_folder(tmp_path):
+    result = scr("--kb", str(tmp_path / "kb"), "quickstart", "--sample", str(tmp_path), ok=False)
+    assert result.exit_code == 1 and "no facts.jsonl, updates.jsonl, questions.jsonl" in result.stderr
+    sample = tmp_path / "sample"
+    shutil.copytree(ROOT / "knowledge_base", sample)
+    with open(sample / "questions.jsonl", "a") as fh:
+        fh.write('{"question": \n')
+    lines = len((sample / "questions.jsonl").read_text().splitlines())
+    result = scr("--kb", str(tmp_path / "kb"), "quickstart", "--sample", str(sample), ok=False)
+    assert result.exit_code == 1 and f"questions.jsonl:{lines}: invalid JSON" in result.stderr
+    assert not (tmp_path / "kb").exists()  # nothing ingested
+
+
 def test_malformed_file_stores_nothing_unless_skip_invalid(tmp_path, facts_file):
     kb = tmp_path / "kb"
     scr("--kb", str(kb), "kb", "add", str(facts_file))
