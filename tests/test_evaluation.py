@@ -568,3 +568,32 @@ def test_scr_ablation_table_reads_the_committed_reports(tmp_path):
         assert f"| {100 * entry['metrics']['locality']:.1f} |" in row
     encoder_row = next(line for line in wiki.splitlines() if line.startswith("| scr-encoder |"))
     assert "| 1.50 |" in encoder_row  # the latency ratio read from the benchmark's output
+
+
+def test_logs_cut_short_by_a_kill_lose_no_later_row(tmp_path):
+    """A run killed mid-write leaves a partial last line; the next run's rows must not join it (and be lost)."""
+    from scr.evaluation.jsonl_log import append_session, read_sessions
+    from scr.evaluation.memo import MemoBackend
+    from scr.evaluation.runner import Records
+
+    path = tmp_path / "records" / "m.jsonl"
+    Records(path).add([{"type": "case", "n": 1}])
+    with open(path, "a") as fh:
+        fh.write('{"type": "case", "n": 2, "prob')  # the kill
+    resumed = Records(path)
+    assert resumed.rows == [{"type": "case", "n": 1}]
+    resumed.add([{"type": "case", "n": 2}, {"type": "case", "n": 3}])
+    assert [r["n"] for r in Records(path).rows] == [1, 2, 3]
+
+    memo_path = tmp_path / "cache" / "llm.jsonl"
+    memo_path.parent.mkdir()
+    memo_path.write_text('{"k": "a", "v": "first"}\n{"k": "b", "v": "cut')
+    memo = MemoBackend(lambda: None, "ns", memo_path)
+    memo._store({"c": "third"})
+    assert MemoBackend(lambda: None, "ns", memo_path)._memo == {"a": "first", "c": "third"}
+
+    append_session(tmp_path, 1.5, "scr eval --suite x.toml")
+    with open(tmp_path / "records" / "_sessions.jsonl", "a") as fh:
+        fh.write('{"at": "2026-')  # the reports used to fail on this line
+    append_session(tmp_path, 2.0, "scr eval --suite x.toml", loaded_model=True)
+    assert [s["seconds"] for s in read_sessions(tmp_path)] == [1.5, 2.0]

@@ -46,7 +46,6 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -58,6 +57,7 @@ from scr.evaluation.data import Case, Probe
 from scr.evaluation.docter_data import DocCase, digests, docter_paths, load_docter, parse_yes_no, reasoning_prompt
 from scr.evaluation.methods import (ANSWER_SUFFIXES, BaseMethod, EditingMethod, Method, Query, SCRMethod,
                                     split_answer_style)
+from scr.evaluation.jsonl_log import append_session
 from scr.evaluation.metrics import contains
 from scr.evaluation.runner import PeakMemory, Records, _hash, memo_backend, method_slug, seed_base_answers
 from scr.kb.extract import EXTRACT_PROMPT, AtomicExtractor, AtomicFact
@@ -331,10 +331,7 @@ class DocterRunner:
                 finally:
                     method.close()
                 write_report(self)
-            with open(self.out / "records" / "_sessions.jsonl", "a") as fh:
-                fh.write(json.dumps({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                     "seconds": round(time.time() - started, 2), "command": self.command,
-                                     "loaded_model": self.memo.loaded}) + "\n")
+            append_session(self.out, time.time() - started, self.command, loaded_model=self.memo.loaded)
         elif (self.out / "config.json").exists():  # the report names the command that produced the records
             self.command = json.loads((self.out / "config.json").read_text()).get("command", self.command)
         report = write_report(self)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
 from scr.evaluation.docter import aggregate, parse_method
+from scr.evaluation.jsonl_log import read_sessions
 from scr.evaluation.report import host_info, save_report
 from scr.evaluation.runner import reported_methods
 
@@ -49,9 +49,7 @@ def build(runner) -> dict:
         ids = [d.id for d in runner.cases[:n]]
         subsets[str(n)] = {name: aggregate([rows_of[name][i] for i in ids])
                            for name in methods if all(i in rows_of[name] for i in ids)}
-    sessions_path = runner.out / "records" / "_sessions.jsonl"
-    sessions = [json.loads(x) for x in sessions_path.read_text().splitlines() if x.strip()] \
-        if sessions_path.exists() else []
+    sessions = read_sessions(runner.out)
     subjects: dict[str, int] = {}
     for d in runner.cases:
         subjects[d.subject_source] = subjects.get(d.subject_source, 0) + 1

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
+from scr.evaluation.jsonl_log import append_rows, read_rows
 from scr.llm.base import Prompt, TokenScores
 
 
@@ -30,14 +31,8 @@ class MemoBackend:
         self.hits = 0
         self.misses = 0
         self._memo: dict[str, object] = {}
-        if path is not None and path.exists():
-            with open(path, encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # a line cut short by an interruption
-                    self._memo[row["k"]] = row["v"]
+        if path is not None:
+            self._memo.update((row["k"], row["v"]) for row in read_rows(path))
 
     @property
     def backend(self):
@@ -57,10 +52,7 @@ class MemoBackend:
     def _store(self, new: dict[str, object]) -> None:
         self._memo.update(new)
         if self.path is not None and new:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as fh:
-                for k, v in new.items():
-                    fh.write(json.dumps({"k": k, "v": v}, ensure_ascii=False) + "\n")
+            append_rows(self.path, [{"k": k, "v": v} for k, v in new.items()])
 
     def _run(self, keys: list[str], items: list, compute: Callable[[list], list], decode=lambda v: v) -> list:
         missing: dict[str, object] = {}

@@ -34,7 +34,6 @@ import re
 import shlex
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -43,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scr.config import Settings
 from scr.evaluation.config import split_names, validated
 from scr.evaluation.data import Case, Probe, file_digest, resolve_data
+from scr.evaluation.jsonl_log import append_session
 from scr.evaluation.memo import MemoBackend
 from scr.evaluation.methods import Method, Query, kind_of, make_method
 from scr.evaluation.metrics import contains
@@ -198,12 +198,7 @@ class MultiHopEvaluator:
         return write_reports(self)
 
     def _append_session(self, seconds: float) -> None:
-        path = self.out / "records" / "_sessions.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as fh:
-            fh.write(json.dumps({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                 "seconds": round(seconds, 2), "command": self.command,
-                                 "loaded_model": self.memo is not None and self.memo.loaded}) + "\n")
+        append_session(self.out, seconds, self.command, loaded_model=self.memo is not None and self.memo.loaded)
 
     def records(self, name: str) -> Records:
         return Records(self.out / "records" / f"{method_slug(name)}.jsonl")

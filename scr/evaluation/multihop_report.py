@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+from scr.evaluation.jsonl_log import read_sessions
 from scr.evaluation.methods import kind_of, make_method
 from scr.evaluation.report import host_info, save_report
 from scr.evaluation.runner import reported_methods
@@ -82,9 +82,7 @@ def method_summary(ev, name: str) -> dict | None:
 
 def build_report(ev) -> dict:
     c, s = ev.config, ev.settings
-    sessions_path = ev.out / "records" / "_sessions.jsonl"
-    sessions = [json.loads(l) for l in sessions_path.read_text().splitlines() if l.strip()] \
-        if sessions_path.exists() else []
+    sessions = read_sessions(ev.out)
     methods = {}
     for name in reported_methods(ev.out / "records", c.methods, kind_of):
         summary = method_summary(ev, name)

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from scr.evaluation.jsonl_log import read_sessions
 from scr.evaluation.metrics import (MAIN, aggregate, case_scores, conflicting_updates, edited_fact_probes,
                                     scope_metrics)
 from scr.evaluation.methods import kind_of
@@ -112,9 +113,7 @@ def _round(d: dict) -> dict:
 
 def build_report(ctx, evaluator) -> dict:
     c, s = evaluator.config, evaluator.settings
-    sessions_path = ctx.out / "records" / "_sessions.jsonl"
-    sessions = [json.loads(l) for l in sessions_path.read_text().splitlines() if l.strip()] \
-        if sessions_path.exists() else []
+    sessions = read_sessions(ctx.out)
     methods = {}
     for name in reported_methods(ctx.out / "records", c.methods, kind_of):
         summary = _method_summary(ctx, evaluator, name)

@@ -18,7 +18,6 @@ import json
 import shlex
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -28,6 +27,7 @@ from scr.config import Settings
 from scr.evaluation import general
 from scr.evaluation.config import EvalConfigError, split_names, validated
 from scr.evaluation.data import file_digest, load_cases, resolve_data
+from scr.evaluation.jsonl_log import append_session
 from scr.evaluation.methods import Method, Query, make_method, method_names_valid
 from scr.evaluation.runner import PeakMemory, Records, _hash, memo_backend, method_slug
 
@@ -173,9 +173,7 @@ class RetentionRunner:
                 finally:
                     method.close()
                 write_report(self)
-            with open(self.out / "records" / "_sessions.jsonl", "a") as fh:
-                fh.write(json.dumps({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                     "seconds": round(time.time() - started, 2), "command": self.command}) + "\n")
+            append_session(self.out, time.time() - started, self.command)
         elif (self.out / "config.json").exists():  # the report names the command that produced the records
             self.command = json.loads((self.out / "config.json").read_text()).get("command", self.command)
         report = write_report(self)

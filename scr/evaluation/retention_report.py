@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
 from scr.evaluation import general
+from scr.evaluation.jsonl_log import read_sessions
 from scr.evaluation.report import host_info, save_report
 from scr.evaluation.runner import reported_methods
 
@@ -43,9 +43,7 @@ def build(runner) -> dict:
                 "peak_rss_mb": max(peak) if peak else None,
             }
         methods[name] = {"info": method.info(), "stages": stages}
-    sessions_path = runner.out / "records" / "_sessions.jsonl"
-    sessions = [json.loads(x) for x in sessions_path.read_text().splitlines() if x.strip()] \
-        if sessions_path.exists() else []
+    sessions = read_sessions(runner.out)
     benchmarks = {b: {"source": "-", "items": 0, "note": "not scored yet", "headline": general.HEADLINE[b][0]}
                   for b in c.benchmarks}
     for name in methods:  # what each benchmark was, as its score rows recorded it

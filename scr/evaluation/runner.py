@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +32,7 @@ from scr.config import Settings
 from scr.evaluation.config import EvalConfig
 from scr.evaluation.data import Case, count_records, file_digest, load_cases, resolve_data
 from scr.evaluation.methods import Method, Query, make_method
+from scr.evaluation.jsonl_log import append_rows, append_session, read_rows
 from scr.evaluation.memo import MemoBackend
 from scr.evaluation.metrics import contains, exact_match, token_accuracy, token_agreement
 from scr.pipeline import base_prompt
@@ -93,22 +93,10 @@ class Records:
 
     def __init__(self, path: Path):
         self.path = path
-        self.rows: list[dict] = []
-        if path.exists():
-            with open(path, encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        self.rows.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        continue  # a line cut short by an interruption
+        self.rows: list[dict] = read_rows(path)
 
     def add(self, rows: list[dict]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_rows(self.path, rows, sync=True)
         self.rows.extend(rows)
 
     def select(self, config_hash: str, type_: str, n: int | None = None) -> list[dict]:
@@ -325,12 +313,7 @@ class Evaluator:
         return write_reports(ctx, self)
 
     def _append_session(self, ctx: RunContext, seconds: float) -> None:
-        path = ctx.out / "records" / "_sessions.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as fh:
-            fh.write(json.dumps({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                 "seconds": round(seconds, 2), "command": self.command,
-                                 "loaded_model": ctx.memo.loaded}) + "\n")
+        append_session(ctx.out, seconds, self.command, loaded_model=ctx.memo.loaded)
 
     def _run_method(self, ctx: RunContext, method: Method) -> None:
         records = Records(ctx.out / "records" / f"{method_slug(method.name)}.jsonl")
