@@ -53,7 +53,8 @@ def loading(kind: str, name: str) -> Iterator[None]:
             why = f"{name} is not a loadable model folder ({first[:300]})"
         elif os.environ.get("HF_HUB_OFFLINE") == "1":
             why = (f"it is not an embedded model, a local folder, or in the Hugging Face cache, and the hub is off "
-                   f"(HF_HUB_OFFLINE=1): download it first (`huggingface-cli download {name}`) or give its folder")
+                   f"(HF_HUB_OFFLINE=1): download it first (`huggingface-cli download {name}`) or give its folder "
+                   f"(the loader said: {first[:200]})")
         else:
             why = first[:300]
         raise ModelNotFoundError(f"cannot load the {kind} {name!r}: {why}") from None
