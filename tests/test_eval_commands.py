@@ -34,6 +34,10 @@ def test_each_command_reads_its_own_suite_table(tmp_path, subcommand, table):
     one_line_error(invoke(subcommand, "--suite", str(tmp_path)), f"suite file {tmp_path} is a directory")
     suite.write_bytes(f'[{table}]\nout = "caf\u00e9"\n'.encode("latin-1"))
     one_line_error(invoke(subcommand, "--suite", str(suite)), f"suite file {suite}:2: not UTF-8 text (byte 0xe9)")
+    a_file = tmp_path / "report.txt"
+    a_file.write_text("not a folder")
+    data = ["--data", "knowedit/zsre_test.json"] if subcommand == "eval" else []
+    one_line_error(invoke(subcommand, *data, "--out", str(a_file)), f"--out {a_file} is a file")
 
 
 def test_required_fields_are_named():

@@ -111,6 +111,8 @@ def run_suite(ctx, subcommand: str, suite, table: str, flags: dict, make_config,
             raise EvalConfigError(f"give {' and '.join('--' + k for k in missing)} (or a --suite that sets "
                                   f"{'them' if len(missing) > 1 else 'it'})")
         config = make_config(**fields)
+        if Path(config.out).exists() and not Path(config.out).is_dir():
+            raise EvalConfigError(f"--out {config.out} is a file; give a folder for the report and the records")
         overrides = {k: v for k, v in ctx.obj["overrides"].items() if v is not None}
         settings = Settings.load(ctx.obj["config"], **{**suite_settings, **overrides})
         log = (lambda msg: None) if quiet else (lambda msg: err.print(msg, highlight=False, markup=False))
