@@ -261,6 +261,7 @@ def ask(
 ) -> None:
     """Answer with updated knowledge where a stored fact applies, as before otherwise."""
     with _engine(ctx) as engine:
+        engine.kb()  # must exist: a mistyped --kb must not answer without the facts, nor leave an empty one behind
         if file is not None:
             if question is not None:
                 raise QuestionError("give a QUESTION or --file, not both")

@@ -159,6 +159,7 @@ def test_batch_questions_from_a_file(tmp_path, facts_file, base_answer):
     (["kb", "history", "nope"], "unknown fact id"),
     (["ask", "   "], "question is empty"),
     (["ask"], "give a QUESTION or --file"),
+    (["--kb", "/nonexistent/kb-typo", "ask", "Who?"], "no knowledge base at /nonexistent/kb-typo"),
     (["--store", "milvus", "kb", "list"], "store"),
     (["--k", "0", "kb", "list"], "k:"),
     (["--backend", "vllm", "--vllm-url", "localhost:8000", "ask", "Who?"],
