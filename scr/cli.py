@@ -217,6 +217,14 @@ def kb_retract(ctx: typer.Context, fact_id: str, reason: Optional[str] = typer.O
     out.print(f"retracted {fact_id}", markup=False, highlight=False)
 
 
+@kb_app.command("restore")
+def kb_restore(ctx: typer.Context, fact_id: str, reason: Optional[str] = typer.Option(None, "--reason")) -> None:
+    """Bring a retracted fact back into retrieval (undo retract)."""
+    with _engine(ctx) as engine:
+        engine.restore(fact_id, reason)
+    out.print(f"restored {fact_id}", markup=False, highlight=False)
+
+
 @kb_app.command("supersede")
 def kb_supersede(ctx: typer.Context, fact_id: str, text: str = typer.Option(..., "--text"),
                  subject: Optional[str] = typer.Option(None, "--subject"),

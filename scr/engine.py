@@ -119,6 +119,9 @@ class Engine:
     def retract(self, fact_id: str, reason: str | None = None):
         return self.kb().retract(fact_id, reason)
 
+    def restore(self, fact_id: str, reason: str | None = None):
+        return self.kb().restore(fact_id, reason)
+
     def supersede(self, fact_id: str, new: FactInput | dict) -> IngestReport:
         return self.kb().supersede(fact_id, new if isinstance(new, FactInput) else FactInput(**new))
 

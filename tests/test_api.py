@@ -148,11 +148,19 @@ def test_fact_lifecycle_add_list_get_supersede_history_retract(client):
     assert client.get("/v1/facts/api-3/history").json()["chain"][0]["events"][-1]["detail"] == "wrong"
     again = client.delete("/v1/facts/api-3", headers=AUTH)
     assert again.status_code == 409 and "already retracted" in _error(again)
+    assert client.post("/v1/facts/api-3/restore").status_code == 401
+    back = client.post("/v1/facts/api-3/restore", params={"reason": "retracted by mistake"}, headers=AUTH)
+    assert back.status_code == 200 and back.json()["status"] == "active"
+    assert "api-3" in {f["id"] for f in client.get("/v1/facts").json()["facts"]}
+    twice = client.post("/v1/facts/api-3/restore", headers=AUTH)
+    assert twice.status_code == 409 and "is active, not retracted" in _error(twice)
+    superseded = client.post("/v1/facts/api-2/restore", headers=AUTH)
+    assert superseded.status_code == 409 and "is superseded by 'api-2b'" in _error(superseded)
 
 
 def test_unknown_fact_ids_are_404(client):
     for r in (client.get("/v1/facts/nope"), client.get("/v1/facts/nope/history"),
-              client.delete("/v1/facts/nope", headers=AUTH)):
+              client.delete("/v1/facts/nope", headers=AUTH), client.post("/v1/facts/nope/restore", headers=AUTH)):
         assert r.status_code == 404 and "nope" in _error(r)
 
 

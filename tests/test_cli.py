@@ -122,6 +122,13 @@ def test_kb_commands_and_history(tmp_path, facts_file):
     again = json.loads(scr("--kb", str(kb), "kb", "add", str(facts_file), "--json").stdout)
     assert again["added"] == [] and again["duplicates"] == 3
     assert json.loads(scr("--kb", str(kb), "kb", "show", "ceo").stdout)["status"] == "superseded"
+    # A retraction is undone with restore (a superseded fact is not: its successor holds its place).
+    scr("--kb", str(kb), "kb", "retract", "pope")
+    assert json.loads(scr("--kb", str(kb), "kb", "show", "pope").stdout)["status"] == "retracted"
+    assert scr("--kb", str(kb), "kb", "restore", "pope", "--reason", "by mistake").stdout.strip() == "restored pope"
+    assert json.loads(scr("--kb", str(kb), "kb", "show", "pope").stdout)["status"] == "active"
+    refused = scr("--kb", str(kb), "kb", "restore", "ceo", ok=False)
+    assert refused.exit_code == 1 and f"cannot restore fact 'ceo': it is superseded by '{new_id}'" in refused.stderr
 
 
 def test_square_brackets_in_facts_and_errors_are_printed_as_text(tmp_path):

@@ -119,6 +119,34 @@ def test_bad_search_and_list_arguments_are_named(make_kb):
     assert kb.list(limit=0) == [] and len(kb.list(limit=2)) == 2
 
 
+def test_restore_undoes_a_retraction_only(make_kb):
+    kb = make_kb()
+    ceo, hq, _ = kb.add(FACTS).added
+    question = "Who is the CEO of Northwind Labs?"
+    kb.retract(ceo.id, reason="by mistake")
+    assert ceo.id not in ids(kb.search([question], k=3)[0])
+    assert kb.restore(ceo.id, reason="it was right").status == "active"
+    assert ids(kb.search([question], k=1)[0]) == [ceo.id]
+    assert [(e.event, e.detail) for e in kb.events(ceo.id)][-2:] == [("retracted", "by mistake"),
+                                                                     ("restored", "it was right")]
+    with pytest.raises(KBError, match="is active, not retracted"):
+        kb.restore(ceo.id)
+    with pytest.raises(FactNotFound, match="cannot restore unknown fact id: 'missing'"):
+        kb.restore("missing")
+    # A successor holds the place of a superseded fact, and of a retracted one whose subject and relation an
+    # active fact has taken since.
+    newer = kb.add([FactInput(text="The headquarters of Northwind Labs is in Bergen.", subject="Northwind Labs",
+                              relation="headquarters", object="Bergen")]).added[0]
+    with pytest.raises(KBError, match=f"is superseded by '{newer.id}', not retracted"):
+        kb.restore(hq.id)
+    kb.retract(ceo.id)
+    kb.add([FactInput(text="The CEO of Northwind Labs is Ola Nordmann.", subject="Northwind Labs", relation="ceo",
+                      object="Ola Nordmann")])
+    with pytest.raises(KBError, match="now holds its subject and relation"):
+        kb.restore(ceo.id)
+    assert kb.get(ceo.id).status == "retracted"  # a refused restore changes nothing
+
+
 def test_user_ids_must_be_unique(make_kb):
     kb = make_kb()
     kb.add([FactInput(id="f-1", text="One.")])

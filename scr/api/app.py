@@ -256,6 +256,13 @@ def _add_fact_routes(app: FastAPI) -> None:
         """Retract a fact: it leaves retrieval at once and stays in the history."""
         return engine_of(request).retract(fact_id, reason)
 
+    @app.post("/v1/facts/{fact_id}/restore", response_model=Fact, tags=["facts"],
+              dependencies=[Depends(require_token)])
+    def restore_fact(fact_id: str, request: Request, reason: str | None = None) -> Fact:
+        """Bring a retracted fact back into retrieval (409 if it is not retracted, or if an active fact now holds
+        its subject and relation)."""
+        return engine_of(request).restore(fact_id, reason)
+
 
 # ----- service ----------------------------------------------------------------------------------------------------------
 def _add_service_routes(app: FastAPI) -> None:

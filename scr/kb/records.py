@@ -82,7 +82,7 @@ class Fact(BaseModel):
 class FactEvent(BaseModel):
     fact_id: str
     at: datetime
-    event: Literal["added", "superseded", "retracted"]
+    event: Literal["added", "superseded", "retracted", "restored"]
     detail: str | None = None
 
 

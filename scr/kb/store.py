@@ -444,6 +444,28 @@ class KnowledgeBase:
             removals.append(self._retire(cur, fact_id, "retracted", utcnow(), reason))
         return self.get(fact_id)
 
+    def restore(self, fact_id: str, reason: str | None = None) -> Fact:
+        """Bring a retracted fact back into retrieval (an operator's undo of ``retract``). A superseded fact is
+        not restored (its successor holds its place), nor one whose subject and relation an active fact now
+        holds: retract or supersede that one instead."""
+        with self._write() as (cur, additions, _removals):
+            row = cur.execute("SELECT status, subject, relation, superseded_by, rowid, text_vec FROM facts "
+                              "WHERE id=?", (fact_id,)).fetchone()
+            if row is None:
+                raise FactNotFound(f"cannot restore unknown fact id: {fact_id!r}")
+            status, subject, relation, successor, rowid, text_vec = row
+            if status != "retracted":
+                detail = f" by {successor!r}" if successor else ""
+                raise KBError(f"cannot restore fact {fact_id!r}: it is {status}{detail}, not retracted")
+            holder = self._same_subject_relation(cur, FactInput(text="-", subject=subject, relation=relation))
+            if holder:
+                raise KBError(f"cannot restore fact {fact_id!r}: the active fact {holder!r} now holds its subject "
+                              f"and relation ({subject} / {relation}); retract it first, or supersede it")
+            cur.execute("UPDATE facts SET status='active' WHERE id=?", (fact_id,))
+            self._event(cur, fact_id, utcnow(), "restored", reason)
+            additions.append((rowid, np.frombuffer(text_vec, dtype=np.float32)))
+        return self.get(fact_id)
+
     def supersede(self, fact_id: str, new: FactInput, progress: Progress | None = None) -> IngestReport:
         new = new.model_copy(update={"supersedes": fact_id})
         report = self.add([new], progress)
