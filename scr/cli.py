@@ -185,6 +185,18 @@ def kb_list(ctx: typer.Context, all_: bool = typer.Option(False, "--all", help="
     out.print(f"{len(facts)} fact(s)")
 
 
+@kb_app.command("export")
+def kb_export(ctx: typer.Context) -> None:
+    """Print the active facts as JSONL that `kb add` reads back (ids, subjects, relations, objects, sources, valid
+    dates): to rebuild the knowledge base under another embedder, or to copy it. History is not exported."""
+    with _engine(ctx) as engine:
+        facts = engine.kb().list(status="active")
+    fields = [name for name in FactInput.model_fields if name != "supersedes"]  # its target is not exported
+    for fact in facts:
+        record = fact.model_dump(mode="json", include=set(fields), exclude_none=True)
+        _print_json({name: record[name] for name in fields if name in record})
+
+
 @kb_app.command("show")
 def kb_show(ctx: typer.Context, fact_id: str) -> None:
     """Show one fact as JSON."""

@@ -131,6 +131,22 @@ def test_kb_commands_and_history(tmp_path, facts_file):
     assert refused.exit_code == 1 and f"cannot restore fact 'ceo': it is superseded by '{new_id}'" in refused.stderr
 
 
+def test_export_is_read_back_by_add(tmp_path, facts_file):
+    kb, copy = tmp_path / "kb", tmp_path / "copy"
+    scr("--kb", str(kb), "kb", "add", str(facts_file))
+    scr("--kb", str(kb), "kb", "add", "--text", "The CEO of Northwind Labs is Omar Haddad. :smile: [b]x[/b]",
+        "--supersedes", "ceo")
+    scr("--kb", str(kb), "kb", "retract", "pope")
+    exported = scr("--kb", str(kb), "kb", "export").stdout
+    rows = [json.loads(line) for line in exported.splitlines()]
+    assert [r.get("id") for r in rows][0] == "hq" and len(rows) == 2  # active facts only
+    assert rows[1]["text"].endswith(":smile: [b]x[/b]") and "supersedes" not in rows[1]  # printed as is
+    dump = tmp_path / "facts-export.jsonl"
+    dump.write_text(exported)
+    scr("--kb", str(copy), "kb", "add", str(dump))
+    assert scr("--kb", str(copy), "kb", "export").stdout == exported
+
+
 def test_square_brackets_in_facts_and_errors_are_printed_as_text(tmp_path):
     """Fact texts, ids and error messages are data, not console markup: "[bold]" stays on the screen."""
     kb = tmp_path / "kb"
