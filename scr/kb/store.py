@@ -131,7 +131,9 @@ class KnowledgeBase:
             if canonical_embedder(manifest.get("embedder", "")) != self.embedder_name:
                 raise IncompatibleStore(
                     f"{self.dir} was built with embedder {manifest.get('embedder')!r}, not "
-                    f"{self.embedder_name!r}: choose that embedder (--embedder) or start a new knowledge base")
+                    f"{self.embedder_name!r}: choose that embedder (--embedder), or move the facts to a new "
+                    f"knowledge base (`scr --kb {self.dir} --embedder {manifest.get('embedder')} kb export > "
+                    f"facts.jsonl`, then `kb add facts.jsonl` there)")
             self.dim = int(manifest["dim"])
         else:
             if not create:
