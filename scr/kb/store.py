@@ -364,7 +364,7 @@ class KnowledgeBase:
                     if cur.execute("SELECT 1 FROM facts WHERE norm_text=?", (normalize_text(fact.text),)).fetchone():
                         report.duplicates.append(fact.text)
                         continue
-                    old_id = fact.supersedes or self._same_subject_relation(cur, fact)
+                    old_id = fact.supersedes or self._same_subject_relation(cur, fact.subject, fact.relation)
                     if old_id:
                         self._check_active(cur, old_id, "supersede")
                     fact_id = fact.id or uuid.uuid4().hex[:12]
@@ -419,12 +419,13 @@ class KnowledgeBase:
             raise KBError(f"cannot {action} fact {fact_id!r}: it is already {row[0]}{suffix}")
 
     @staticmethod
-    def _same_subject_relation(cur, fact: FactInput) -> str | None:
-        if not (fact.subject and fact.relation):
+    def _same_subject_relation(cur, subject: str | None, relation: str | None) -> str | None:
+        """The active fact with this subject and relation (case-insensitive), if any."""
+        if not (subject and relation):
             return None
         row = cur.execute(
             "SELECT id FROM facts WHERE lower(subject)=lower(?) AND lower(relation)=lower(?) AND status='active'"
-            " ORDER BY rowid DESC LIMIT 1", (fact.subject, fact.relation)).fetchone()
+            " ORDER BY rowid DESC LIMIT 1", (subject, relation)).fetchone()
         return row[0] if row else None
 
     @staticmethod
@@ -459,7 +460,7 @@ class KnowledgeBase:
             if status != "retracted":
                 detail = f" by {successor!r}" if successor else ""
                 raise KBError(f"cannot restore fact {fact_id!r}: it is {status}{detail}, not retracted")
-            holder = self._same_subject_relation(cur, FactInput(text="-", subject=subject, relation=relation))
+            holder = self._same_subject_relation(cur, subject, relation)
             if holder:
                 raise KBError(f"cannot restore fact {fact_id!r}: the active fact {holder!r} now holds its subject "
                               f"and relation ({subject} / {relation}); retract it first, or supersede it")
