@@ -274,6 +274,9 @@ def test_scr_edit_writes_a_loadable_folder_and_refuses_bad_input(tiny_llama_dir,
         wrong = runner.invoke(app, ["--llm", str(tiny_llama_dir), "edit", "--method", "memit", "--data", str(data),
                                     "--out", str(tmp_path / "z"), "--set", value])
         assert wrong.exit_code == 1 and message in wrong.output.replace("\n", "") and not (tmp_path / "z").exists()
+    none = runner.invoke(app, ["edit", "--method", "memit", "--data", str(data), "--out", str(tmp_path / "z"),
+                               "--limit", "0"])
+    assert none.exit_code == 2 and "Invalid value for '--limit'" in none.output and not (tmp_path / "z").exists()
 
 
 def test_hyper_parameter_overrides_are_type_checked():
