@@ -353,3 +353,54 @@ def test_evaluator_edit_streams_resume_from_their_checkpoint(tiny_llama_dir, tmp
     assert "loaded_from_checkpoint" not in alphaedit(tmp_path).apply([cases[1], cases[0], cases[2], cases[3]])
     alphaedit(tmp_path).apply(cases)  # the file holds the whole stream again
     assert saved() == 4 and "loaded_from_checkpoint" not in alphaedit(tmp_path, batch=2).apply(cases)
+
+
+@pytest.mark.parametrize("method", ["alphaedit", "come"])
+def test_edit_streams_replay_their_journal_without_optimising_again(tiny_llama_dir, tmp_path, monkeypatch, method):
+    """The journal (target values only) rebuilds a stream whose checkpoint is lost: same weights, no descents."""
+    import scr.editing.come
+    import scr.editing.core
+    from scr.config import Settings
+    from scr.evaluation.data import Case
+    from scr.evaluation.methods import make_method
+
+    settings = Settings(llm=str(tiny_llama_dir))
+    cases = [Case(case_id=str(i), index=i, prompt=f"The capital of Land{i} is", target_new=f"City{i}",
+                  target_true=f"Old{i}", subject=f"Land{i}") for i in range(5)]
+
+    def editing(workdir, journal_dir, lines=None, batch=2):
+        return make_method(method, settings, None, None, workdir=workdir, journal_dir=journal_dir,
+                           edit_batch_size=batch, editing=TINY_LOCATE,
+                           log=(lines.append if lines is not None else None))
+
+    journal_dir = tmp_path / "journal"
+    first = editing(tmp_path / "scratch-1", journal_dir)
+    first.apply(cases[:4])  # then the machine is lost with its scratch folder; the journal was committed
+    assert len((journal_dir / f"{method}.jsonl").read_text().splitlines()) == 4
+
+    def no_descent(*args, **kwargs):
+        raise AssertionError("a journalled target value was optimised again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(scr.editing.core, "optimise_delta", no_descent)
+        patch.setattr(scr.editing.come, "optimise_delta", no_descent)
+        with pytest.raises(AssertionError, match="optimised again"):  # only the fifth request is not journalled
+            editing(None, journal_dir).apply(cases)
+    lines: list[str] = []
+    resumed = editing(tmp_path / "scratch-2", journal_dir, lines)
+    details = resumed.apply(cases)
+    assert details["edits"] == 5 and details["replayed_from_journal"] == 4 and details["replay_seconds"] > 0
+    assert any("replaying the target values of 4 edits" in line for line in lines)
+    assert len((journal_dir / f"{method}.jsonl").read_text().splitlines()) == 5  # the new edit joins the journal
+    fresh = editing(None, None)  # the whole stream made in this process, nothing saved or replayed
+    fresh.apply(cases)
+    for layer in fresh._editor.layers:
+        torch.testing.assert_close(resumed._editor.weight_delta(layer), fresh._editor.weight_delta(layer))
+        torch.testing.assert_close(resumed._editor.cache_c[layer], fresh._editor.cache_c[layer])
+
+    # Another configuration (edit batch size) or another order replays nothing and journals nothing.
+    other = editing(None, journal_dir, batch=1)
+    assert "replayed_from_journal" not in other.apply(cases[:2])
+    assert "replayed_from_journal" not in editing(None, journal_dir).apply([cases[1], cases[0]])
+    assert len((journal_dir / f"{method}.jsonl").read_text().splitlines()) == 5 + 2  # batch=1 is its own stream
+

@@ -246,7 +246,7 @@ class EditingMethod(Method):
 
     def __init__(self, method: str, settings, edit_batch_size: int | None = None, overrides: dict | None = None,
                  log: Callable[[str], None] | None = None, prompt_format: str = "chat",
-                 workdir: Path | None = None):
+                 workdir: Path | None = None, journal_dir: Path | None = None):
         self.method = method
         self.name = method
         self.settings = settings
@@ -260,10 +260,12 @@ class EditingMethod(Method):
             self.overrides.setdefault("prompt_format", prompt_format)
         self.log = log  # progress of long edit streams (one line per edit batch), when given
         self.workdir = workdir  # where the edit stream is checkpointed after each batch (None: not at all)
+        self.journal_dir = journal_dir  # where its target values are journalled, to commit (None: not at all)
         self._editor = None
         self._backend = None
         self._stream: list[str] = []  # the requests applied since the last reset, in order
         self._checkpoint = None
+        self._journal = None
 
     def _load(self):
         if self._editor is None:
@@ -283,15 +285,26 @@ class EditingMethod(Method):
             self._editor.restore()  # the backend notices the undo itself (weights written, codebook hook removed)
         self._stream = []
 
+    def _stream_key(self) -> str:
+        """What an edit stream's saved state depends on: the model and this method's configuration."""
+        s = self.settings
+        return json.dumps({"llm": s.llm, "dtype": s.dtype, "method": self.info()}, sort_keys=True, default=str)
+
     def checkpoint(self):
-        """The edit-stream checkpoint in ``workdir``, keyed by the model and this method's configuration."""
+        """The edit-stream checkpoint in ``workdir``."""
         if self._checkpoint is None and self.workdir is not None:
             from scr.editing.checkpoint import EditCheckpoint
 
-            s = self.settings
-            key = json.dumps({"llm": s.llm, "dtype": s.dtype, "method": self.info()}, sort_keys=True, default=str)
-            self._checkpoint = EditCheckpoint(Path(self.workdir) / f"{self.name}-edits.pt", key)
+            self._checkpoint = EditCheckpoint(Path(self.workdir) / f"{self.name}-edits.pt", self._stream_key())
         return self._checkpoint
+
+    def journal(self):
+        """The journal of the stream's target values in ``journal_dir``, for the editors that have them."""
+        if self._journal is None and self.journal_dir is not None and hasattr(self._load(), "replay"):
+            from scr.evaluation.edit_journal import ValueJournal
+
+            self._journal = ValueJournal(Path(self.journal_dir) / f"{self.name}.jsonl", self._stream_key())
+        return self._journal
 
     def apply(self, cases):
         from scr.editing.checkpoint import request_key
@@ -310,12 +323,28 @@ class EditingMethod(Method):
             self._stream += keys[:skipped]
             if self.log:
                 self.log(f"  {self.name}: {skipped}/{len(requests)} edits loaded from {checkpoint.path}")
+        # Beyond the checkpoint, the journal may hold the next requests' target values: only their updates are redone.
+        journal = self.journal()
+        replayed = journal.covers(self._stream, keys[skipped:]) if journal else 0
+        replay_seconds, journalled = 0.0, []
+        if replayed:
+            journalled = journal.values(len(self._stream), replayed)
+            editor.replay([(r, z, info) for r, (z, info, _) in zip(requests[skipped:], journalled)])
+            if self.log:
+                self.log(f"  {self.name}: replaying the target values of {replayed} edits from {journal.path}")
         size = self.edit_batch_size or len(requests) or 1
         for start in range(skipped, len(requests), size):
-            seconds += editor.apply(requests[start : start + size]).seconds
+            batch = requests[start : start + size]
+            taken = editor.apply(batch).seconds
+            if start + len(batch) <= skipped + replayed:  # counted at what the edits cost when journalled
+                replay_seconds += taken
+                taken = sum(cost for _, _, cost in journalled[start - skipped : start - skipped + len(batch)])
+            seconds += taken
             self._stream += keys[start : start + size]
             if checkpoint:
                 checkpoint.save(self._stream, editor)
+            if journal:
+                journal.extend(self._stream, editor.last_values, taken / len(batch))
             if self.log and len(requests) > size:
                 done = min(start + size, len(requests))
                 self.log(f"  {self.name}: {done}/{len(requests)} edits applied ({seconds:.0f} s)")
@@ -323,6 +352,8 @@ class EditingMethod(Method):
         details = {"edits": len(requests), "edit_seconds": seconds, "seconds_per_edit": seconds / max(len(requests), 1)}
         if skipped:  # edit_seconds counts the loaded edits at what they cost when made
             details.update(loaded_from_checkpoint=skipped, loaded_seconds=loaded_seconds)
+        if replayed:  # likewise the replayed ones; their replay took replay_seconds
+            details.update(replayed_from_journal=replayed, replay_seconds=replay_seconds)
         return details
 
     def answer(self, queries, max_new_tokens):
@@ -343,10 +374,12 @@ class EditingMethod(Method):
 
 def make_method(name: str, settings, backend, embedder_factory, workdir: Path | None = None,
                 edit_batch_size: int | None = None, editing: dict | None = None,
-                log: Callable[[str], None] | None = None, prompt_format: str = "chat") -> Method:
+                log: Callable[[str], None] | None = None, prompt_format: str = "chat",
+                journal_dir: Path | None = None) -> Method:
     """The method called ``name``; methods that leave the weights alone share ``backend`` (the memo).
     ``prompt_format``: how the evaluation renders prompts for an edited model ("chat": generated answers; "raw":
-    teacher forcing and log-likelihood scoring), which a codebook method needs to know to key them."""
+    teacher forcing and log-likelihood scoring), which a codebook method needs to know to key them.
+    ``journal_dir``: where editing methods journal their streams' target values (edit_journal.py)."""
     kind, detail = kind_of(name)
     if kind == "base":
         m: Method = BaseMethod(backend)
@@ -356,7 +389,7 @@ def make_method(name: str, settings, backend, embedder_factory, workdir: Path | 
         mode, style = scr_variant(name)
         m = SCRMethod(settings, backend, embedder_factory, scope_mode=mode, workdir=workdir, answer_style=style)
     else:
-        m = EditingMethod(detail, settings, edit_batch_size, editing, log, prompt_format, workdir)
+        m = EditingMethod(detail, settings, edit_batch_size, editing, log, prompt_format, workdir, journal_dir)
     m.name = name
     return m
 

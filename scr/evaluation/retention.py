@@ -167,7 +167,7 @@ class RetentionRunner:
             for name in self.config.methods:
                 method = make_method(name, self.settings, self.memo, self.embedder, workdir=self.out / "tmp",
                                      edit_batch_size=self.config.edit_batch_size, editing=self.config.editing,
-                                     log=self.log, prompt_format=RENDERING)
+                                     log=self.log, prompt_format=RENDERING, journal_dir=self.out / "journal")
                 try:
                     self._run_method(method)
                 finally:
