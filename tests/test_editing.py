@@ -6,6 +6,8 @@ WikiText-2, cached on disk under the scr cache dir), two context templates and f
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -313,6 +315,7 @@ def test_evaluator_edit_streams_log_their_progress(tiny_llama_dir):
     details = method.apply(cases)
     assert details["edits"] == 2
     assert [line.split(" (")[0] for line in lines] == ["  grace: 1/2 edits applied", "  grace: 2/2 edits applied"]
+    assert re.search(r"\(\d+ s, about \d+ min left\)$", lines[0]) and lines[1].endswith(" s)")  # time left, until done
 
 
 def test_evaluator_edit_streams_resume_from_their_checkpoint(tiny_llama_dir, tmp_path):
@@ -404,3 +407,33 @@ def test_edit_streams_replay_their_journal_without_optimising_again(tiny_llama_d
     assert "replayed_from_journal" not in editing(None, journal_dir).apply([cases[1], cases[0]])
     assert len((journal_dir / f"{method}.jsonl").read_text().splitlines()) == 5 + 2  # batch=1 is its own stream
 
+
+
+@pytest.mark.data
+def test_scr_eval_journals_an_editing_stream_beside_its_records(tiny_llama_dir, tmp_path):
+    """`scr eval` journals a sequential stream's target values in <out>/journal/, which a rerun on another machine
+    (no tmp/ checkpoint) replays to the same records instead of optimising again."""
+    import json
+    import shutil
+
+    from conftest import DATA_DIR
+    from scr.config import Settings
+    from scr.evaluation import EvalConfig, Evaluator
+
+    def run(out):
+        config = EvalConfig(data=str(DATA_DIR / "knowedit" / "zsre_test.json"), methods=["memit"], limit=3, n=["all"],
+                            protocol="sequential", max_new_tokens=4, edit_batch_size=1, editing=TINY_LOCATE,
+                            out=str(out))
+        Evaluator(config, Settings(llm=str(tiny_llama_dir)), log=lambda _: None).run()
+        return [r for r in map(json.loads, (out / "records" / "memit.jsonl").read_text().splitlines())]
+
+    first = run(tmp_path / "a")
+    journal = tmp_path / "a" / "journal" / "memit.jsonl"
+    assert len(journal.read_text().splitlines()) == 3
+    (tmp_path / "b" / "journal").mkdir(parents=True)
+    shutil.copy(journal, tmp_path / "b" / "journal")  # the committed journal, on a fresh machine
+    second = run(tmp_path / "b")
+    applied = [r for r in second if r.get("phase") == "apply"]
+    assert applied and applied[0]["details"]["replayed_from_journal"] == 3
+    answers = lambda rows: [[p["answer"] for p in r["probes"]] for r in rows if r.get("type") == "case"]
+    assert answers(second) == answers(first)

@@ -333,12 +333,15 @@ class EditingMethod(Method):
             if self.log:
                 self.log(f"  {self.name}: replaying the target values of {replayed} edits from {journal.path}")
         size = self.edit_batch_size or len(requests) or 1
+        made, made_seconds = 0, 0.0  # edits optimised in this process, for the time-left estimate
         for start in range(skipped, len(requests), size):
             batch = requests[start : start + size]
             taken = editor.apply(batch).seconds
             if start + len(batch) <= skipped + replayed:  # counted at what the edits cost when journalled
                 replay_seconds += taken
                 taken = sum(cost for _, _, cost in journalled[start - skipped : start - skipped + len(batch)])
+            else:
+                made, made_seconds = made + len(batch), made_seconds + taken
             seconds += taken
             self._stream += keys[start : start + size]
             if checkpoint:
@@ -347,7 +350,8 @@ class EditingMethod(Method):
                 journal.extend(self._stream, editor.last_values, taken / len(batch))
             if self.log and len(requests) > size:
                 done = min(start + size, len(requests))
-                self.log(f"  {self.name}: {done}/{len(requests)} edits applied ({seconds:.0f} s)")
+                left = f", about {_minutes(made_seconds / made * (len(requests) - done))} left" if made and done < len(requests) else ""
+                self.log(f"  {self.name}: {done}/{len(requests)} edits applied ({seconds:.0f} s{left})")
         self._backend.clear_prefix_cache()  # the edited model must not reuse the earlier model's prefix keys
         details = {"edits": len(requests), "edit_seconds": seconds, "seconds_per_edit": seconds / max(len(requests), 1)}
         if skipped:  # edit_seconds counts the loaded edits at what they cost when made
@@ -370,6 +374,11 @@ class EditingMethod(Method):
 
     def close(self):
         self.reset()
+
+
+def _minutes(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
 def make_method(name: str, settings, backend, embedder_factory, workdir: Path | None = None,

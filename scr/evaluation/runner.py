@@ -250,7 +250,8 @@ class Evaluator:
     def _make_method(self, name: str, ctx: RunContext) -> Method:
         return make_method(name, self.settings, ctx.memo, ctx.embedder, workdir=ctx.out / "tmp",
                            edit_batch_size=self.config.edit_batch_size, editing=self.config.editing,
-                           log=self.log, prompt_format="chat" if self.config.mode == "generation" else "raw")
+                           log=self.log, prompt_format="chat" if self.config.mode == "generation" else "raw",
+                           journal_dir=ctx.out / "journal")
 
     def _config_hash(self, ctx: RunContext, method: Method) -> str:
         # The hash of the run over the whole file, --limit or not: a case's result depends on its group of N
