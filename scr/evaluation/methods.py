@@ -350,7 +350,9 @@ class EditingMethod(Method):
                 journal.extend(self._stream, editor.last_values, taken / len(batch))
             if self.log and len(requests) > size:
                 done = min(start + size, len(requests))
-                left = f", about {_minutes(made_seconds / made * (len(requests) - done))} left" if made and done < len(requests) else ""
+                left = ""
+                if made and done < len(requests):
+                    left = f", about {_minutes(made_seconds / made * (len(requests) - done))} left"
                 self.log(f"  {self.name}: {done}/{len(requests)} edits applied ({seconds:.0f} s{left})")
         self._backend.clear_prefix_cache()  # the edited model must not reuse the earlier model's prefix keys
         details = {"edits": len(requests), "edit_seconds": seconds, "seconds_per_edit": seconds / max(len(requests), 1)}
