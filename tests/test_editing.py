@@ -6,6 +6,7 @@ WikiText-2, cached on disk under the scr cache dir), two context templates and f
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -393,6 +394,9 @@ def test_edit_streams_replay_their_journal_without_optimising_again(tiny_llama_d
     resumed = editing(tmp_path / "scratch-2", journal_dir, lines)
     details = resumed.apply(cases)
     assert details["edits"] == 5 and details["replayed_from_journal"] == 4 and details["replay_seconds"] > 0
+    journalled = [json.loads(line) for line in (journal_dir / f"{method}.jsonl").read_text().splitlines()[:4]]
+    assert details["journalled_seconds"] == pytest.approx(sum(row["seconds"] for row in journalled))
+    assert details["edit_seconds"] > details["journalled_seconds"]  # plus the fifth edit, made here
     assert any("replaying the target values of 4 edits" in line for line in lines)
     assert len((journal_dir / f"{method}.jsonl").read_text().splitlines()) == 5  # the new edit joins the journal
     fresh = editing(None, None)  # the whole stream made in this process, nothing saved or replayed
@@ -413,7 +417,6 @@ def test_edit_streams_replay_their_journal_without_optimising_again(tiny_llama_d
 def test_scr_eval_journals_an_editing_stream_beside_its_records(tiny_llama_dir, tmp_path):
     """`scr eval` journals a sequential stream's target values in <out>/journal/, which a rerun on another machine
     (no tmp/ checkpoint) replays to the same records instead of optimising again."""
-    import json
     import shutil
 
     from conftest import DATA_DIR

@@ -326,7 +326,7 @@ class EditingMethod(Method):
         # Beyond the checkpoint, the journal may hold the next requests' target values: only their updates are redone.
         journal = self.journal()
         replayed = journal.covers(self._stream, keys[skipped:]) if journal else 0
-        replay_seconds, journalled = 0.0, []
+        replay_seconds, journalled_seconds, journalled = 0.0, 0.0, []
         if replayed:
             journalled = journal.values(len(self._stream), replayed)
             editor.replay([(r, z, info) for r, (z, info, _) in zip(requests[skipped:], journalled)])
@@ -340,6 +340,7 @@ class EditingMethod(Method):
             if start + len(batch) <= skipped + replayed:  # counted at what the edits cost when journalled
                 replay_seconds += taken
                 taken = sum(cost for _, _, cost in journalled[start - skipped : start - skipped + len(batch)])
+                journalled_seconds += taken
             else:
                 made, made_seconds = made + len(batch), made_seconds + taken
             seconds += taken
@@ -358,8 +359,9 @@ class EditingMethod(Method):
         details = {"edits": len(requests), "edit_seconds": seconds, "seconds_per_edit": seconds / max(len(requests), 1)}
         if skipped:  # edit_seconds counts the loaded edits at what they cost when made
             details.update(loaded_from_checkpoint=skipped, loaded_seconds=loaded_seconds)
-        if replayed:  # likewise the replayed ones; their replay took replay_seconds
-            details.update(replayed_from_journal=replayed, replay_seconds=replay_seconds)
+        if replayed:  # likewise the replayed ones (journalled_seconds); their replay took replay_seconds
+            details.update(replayed_from_journal=replayed, journalled_seconds=journalled_seconds,
+                           replay_seconds=replay_seconds)
         return details
 
     def answer(self, queries, max_new_tokens):

@@ -199,7 +199,9 @@ class RetentionRunner:
                     t0 = time.perf_counter()
                     details = method.apply(self.cases[applied:n])
                     seconds = time.perf_counter() - t0
-                    seconds += details.get("loaded_seconds", 0.0)  # the part an earlier session made
+                    # The edits an earlier session made count at what they cost then, not at their reloading.
+                    seconds += details.get("loaded_seconds", 0.0)
+                    seconds += details.get("journalled_seconds", 0.0) - details.get("replay_seconds", 0.0)
                     records.add([{"type": "apply", "h": h, "n": n, "from": applied, "seconds": round(seconds, 3),
                                   "details": details}])
                     self.log(f"{method.name}: updates {applied + 1}-{n} applied in {seconds:.1f} s")
