@@ -362,7 +362,6 @@ def test_evaluator_edit_streams_resume_from_their_checkpoint(tiny_llama_dir, tmp
 @pytest.mark.parametrize("method", ["alphaedit", "come"])
 def test_edit_streams_replay_their_journal_without_optimising_again(tiny_llama_dir, tmp_path, monkeypatch, method):
     """The journal (target values only) rebuilds a stream whose checkpoint is lost: same weights, no descents."""
-    import scr.editing.come
     import scr.editing.core
     from scr.config import Settings
     from scr.evaluation.data import Case
@@ -386,8 +385,7 @@ def test_edit_streams_replay_their_journal_without_optimising_again(tiny_llama_d
         raise AssertionError("a journalled target value was optimised again")
 
     with monkeypatch.context() as patch:
-        patch.setattr(scr.editing.core, "optimise_delta", no_descent)
-        patch.setattr(scr.editing.come, "optimise_delta", no_descent)
+        patch.setattr(scr.editing.core, "optimise_delta", no_descent)  # CoME's descents go through it too
         with pytest.raises(AssertionError, match="optimised again"):  # only the fifth request is not journalled
             editing(None, journal_dir).apply(cases)
     lines: list[str] = []
@@ -411,6 +409,122 @@ def test_edit_streams_replay_their_journal_without_optimising_again(tiny_llama_d
     assert "replayed_from_journal" not in editing(None, journal_dir).apply([cases[1], cases[0]])
     assert len((journal_dir / f"{method}.jsonl").read_text().splitlines()) == 5 + 2  # batch=1 is its own stream
 
+
+
+def test_methods_share_descents_made_on_the_unedited_model(tiny_llama_dir, tmp_path, monkeypatch):
+    """MEMIT's target values on the unedited model serve AlphaEdit whole and CoME's new-answer half (value
+    cache in the run's scratch folder): same weights as optimising them again, counted at what they cost."""
+    import scr.editing.core
+    from scr.config import Settings
+    from scr.evaluation.data import Case
+    from scr.evaluation.methods import make_method
+
+    settings = Settings(llm=str(tiny_llama_dir))
+    cases = [Case(case_id=str(i), index=i, prompt=f"The capital of Land{i} is", target_new=f"City{i}",
+                  target_true=f"Old{i}", subject=f"Land{i}") for i in range(4)]
+
+    def editing(method, workdir):
+        return make_method(method, settings, None, None, workdir=workdir, editing=TINY_LOCATE)
+
+    memit = editing("memit", tmp_path)
+    assert "reused_descents" not in memit.apply(cases[:2])  # the first method optimises
+    cache = tmp_path / "target-values.jsonl"
+    assert len(cache.read_text().splitlines()) == 2
+
+    calls = []
+    real = scr.editing.core.optimise_delta
+
+    def counted(*args, **kwargs):
+        calls.append(args[5])  # the target
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scr.editing.core, "optimise_delta", counted)
+    alphaedit = editing("alphaedit", tmp_path)
+    details = alphaedit.apply(cases[:2])
+    assert calls == [] and details["reused_descents"] == 2
+    rows = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert details["reused_seconds"] == pytest.approx(sum(r["seconds"] for r in rows))
+    assert details["reused_cpu_seconds"] == pytest.approx(sum(r["cpu_seconds"] for r in rows))
+    assert details["edit_seconds"] >= details["reused_seconds"]
+    alone = editing("alphaedit", None)  # no scratch folder: no cache, every descent made here
+    alone.apply(cases[:2])
+    assert calls == ["City0", "City1"]
+    for layer in alone._editor.layers:
+        torch.testing.assert_close(alphaedit._editor.weight_delta(layer), alone._editor.weight_delta(layer))
+
+    calls.clear()
+    come = editing("come", tmp_path)
+    assert come.apply(cases[:2])["reused_descents"] == 2
+    assert calls == ["Old0", "Old1"]  # only the unlearning half is CoME's own
+    assert len(cache.read_text().splitlines()) == 4
+
+    # Once the editor has changed the model, its descents are neither looked up nor stored.
+    calls.clear()
+    assert "reused_descents" not in alphaedit.apply(cases[:2])  # the same requests again, on the edited model
+    assert calls == ["City0", "City1"] and len(cache.read_text().splitlines()) == 4
+    alphaedit.reset()  # back to the unedited weights: the cache serves again
+    calls.clear()
+    assert alphaedit.apply(cases[1:3])["reused_descents"] == 1 and calls == ["City2"]
+    assert len(cache.read_text().splitlines()) == 5
+
+
+@pytest.mark.data
+def test_scr_eval_shares_descents_across_methods_and_counts_their_cost(tiny_llama_dir, tmp_path):
+    """`scr eval` with MEMIT then AlphaEdit on streams of N = 2 from the unedited model: AlphaEdit reuses MEMIT's
+    descents, gives the answers it gives alone, and its reported cost includes what the descents cost."""
+    from conftest import DATA_DIR
+    from scr.config import Settings
+    from scr.evaluation import EvalConfig, Evaluator
+
+    def run(out, methods):
+        config = EvalConfig(data=str(DATA_DIR / "knowedit" / "zsre_test.json"), methods=methods, limit=4, n=[2],
+                            protocol="sequential", max_new_tokens=4, editing=TINY_LOCATE, out=str(out))
+        return Evaluator(config, Settings(llm=str(tiny_llama_dir)), log=lambda _: None).run()
+
+    def rows(out, method):
+        return [json.loads(line) for line in (out / "records" / f"{method}.jsonl").read_text().splitlines()]
+
+    report = run(tmp_path / "shared", ["memit", "alphaedit"])
+    applied = [r for r in rows(tmp_path / "shared", "alphaedit") if r.get("phase") == "apply"]
+    assert [r["details"]["reused_descents"] for r in applied] == [2, 2]  # both streams start unedited
+    reused_cpu = sum(r["details"]["reused_cpu_seconds"] for r in applied)
+    own_cpu = sum(r["cpu_s"] for r in rows(tmp_path / "shared", "alphaedit") if "cpu_s" in r)
+    cost = report["methods"]["alphaedit"]["cost"]
+    assert cost["cpu_s"] == pytest.approx(own_cpu + reused_cpu, abs=0.2)
+    run(tmp_path / "alone", ["alphaedit"])
+    answers = lambda out: [[p["answer"] for p in r["probes"]] for r in rows(out, "alphaedit") if r.get("type") == "case"]
+    assert answers(tmp_path / "shared") == answers(tmp_path / "alone")
+
+
+def test_value_cache_file_is_shared_and_survives_cut_lines(tmp_path):
+    from scr.editing.value_cache import TargetValueCache
+    from scr.editing.values import TargetValue
+
+    path = tmp_path / "values.jsonl"
+    writer, reader = TargetValueCache(path), TargetValueCache(path)
+    value = TargetValue(h=torch.randn(8), delta=torch.randn(8), nll=0.5, steps=3)
+    assert reader.get("a") is None
+    writer.put("a", value, 1.25, 2.5)
+    got, seconds, cpu_seconds = reader.get("a")  # written by another instance after the reader's first look
+    assert torch.equal(got.h, value.h) and torch.equal(got.delta, value.delta)
+    assert (got.nll, got.steps, seconds, cpu_seconds) == (0.5, 3, 1.25, 2.5)
+    with open(path, "ab") as fh:
+        fh.write(b'{"key": "b", "h": "AAAA')  # a writer killed in the middle of a line
+    assert TargetValueCache(path).get("b") is None
+    assert TargetValueCache(path).get("a") is not None
+
+
+def test_weights_fingerprint_follows_every_weight(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    from scr.editing.value_cache import weights_fingerprint
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    before = weights_fingerprint(model)
+    assert weights_fingerprint(model) == before
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight[0, 0] += 1e-3
+    assert weights_fingerprint(model) != before
 
 
 @pytest.mark.data

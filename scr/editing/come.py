@@ -15,7 +15,6 @@ import torch
 from scr.editing.alphaedit import AlphaEditEditor
 from scr.editing.memit import MEMITEditor
 from scr.editing.request import EditRequest
-from scr.editing.values import optimise_delta
 
 
 class CoMEMixin:
@@ -25,8 +24,8 @@ class CoMEMixin:
         if not request.target_true:
             warnings.warn("CoME needs the old answer (target_true); editing this request without unlearning")
             return z_new, info
-        old = optimise_delta(self.model, self.tokenizer, self.arch, hp, request, request.target_true, templates,
-                             self.layers[-1], max(1, round(hp.v_num_grad_steps * hp.old_steps_fraction)))
+        old = self.descent(request, request.target_true, templates,
+                           max(1, round(hp.v_num_grad_steps * hp.old_steps_fraction)))
         h, delta, delta_old = old.h, z_new - old.h, old.delta
         c = torch.nn.functional.normalize(delta + delta_old, dim=0)
         shared = (delta_old @ c) * c

@@ -21,7 +21,8 @@ from scr.editing.keys import compute_keys, residual_at_subject
 from scr.editing.presets import Architecture, detect_architecture
 from scr.editing.prompts import generate_context_templates
 from scr.editing.request import EditRequest
-from scr.editing.values import optimise_delta
+from scr.editing.value_cache import TargetValueCache, cached_descent, descent_key, weights_fingerprint
+from scr.editing.values import TargetValue, optimise_delta
 
 
 class LocateThenEditEditor(Editor):
@@ -41,6 +42,11 @@ class LocateThenEditEditor(Editor):
         # still to come (a journal being replayed), as (request, z*, diagnostics).
         self.last_values: list[tuple[torch.Tensor, dict]] = []
         self._replay: deque[tuple[EditRequest, torch.Tensor, dict]] = deque()
+        # Descents on the unedited model shared with other methods and processes (value_cache.py; None: off), and
+        # how many of the last apply()'s descents came from it, with the wall and CPU seconds they cost when made.
+        self.value_cache: TargetValueCache | None = None
+        self._fingerprint: str | None = None  # of the unedited weights, taken at the first cached descent
+        self.last_reused: tuple[int, float, float] = (0, 0.0, 0.0)
 
     # --- lazily computed, reused across apply() calls -------------------------------------------------
     def context_templates(self) -> list[str]:
@@ -58,11 +64,26 @@ class LocateThenEditEditor(Editor):
                                         self.hparams.covariance)
         return self._cov
 
+    def descent(self, request: EditRequest, target: str, templates: list[str], steps: int) -> TargetValue:
+        """``optimise_delta`` at the last edited layer; while this editor has changed nothing, looked up in (and
+        added to) ``value_cache``."""
+        key = None
+        if self.value_cache is not None and not self._originals:
+            if self._fingerprint is None:
+                self._fingerprint = weights_fingerprint(self.model)
+            key = descent_key(self._fingerprint, self.hparams, request, target, templates, self.layers[-1], steps)
+        value, cost = cached_descent(
+            lambda: optimise_delta(self.model, self.tokenizer, self.arch, self.hparams, request, target, templates,
+                                   self.layers[-1], steps), self.value_cache, key)
+        if cost is not None:
+            count, wall, cpu = self.last_reused
+            self.last_reused = (count + 1, wall + cost[0], cpu + cost[1])
+        return value
+
     # --- the strategy points ----------------------------------------------------------------------
     def target_value(self, request: EditRequest, templates: list[str]) -> tuple[torch.Tensor, dict]:
         """z* for one request and a dict of diagnostics."""
-        v = optimise_delta(self.model, self.tokenizer, self.arch, self.hparams, request, request.target_new,
-                           templates, self.layers[-1], self.hparams.v_num_grad_steps)
+        v = self.descent(request, request.target_new, templates, self.hparams.v_num_grad_steps)
         return v.h + v.delta, {"nll": v.nll, "steps": v.steps, "delta_norm": v.delta.norm().item()}
 
     def solve(self, index: int, layer: int, keys: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
@@ -88,6 +109,7 @@ class LocateThenEditEditor(Editor):
     def _apply(self, requests: list[EditRequest]) -> list[dict]:
         self.covariances()
         self.last_values = []
+        self.last_reused = (0, 0.0, 0.0)
         details = []
         for start in range(0, len(requests), self.hparams.batch_size):
             details += self._edit_batch(requests[start : start + self.hparams.batch_size])

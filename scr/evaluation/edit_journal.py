@@ -10,26 +10,17 @@ edited weights from z* alone.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from scr.editing.value_cache import decode_vector as _decode, encode_vector as _encode
 from scr.evaluation.jsonl_log import append_rows, read_rows
 
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def _encode(z: torch.Tensor) -> str:
-    return base64.b64encode(z.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()).decode("ascii")
-
-
-def _decode(text: str) -> torch.Tensor:
-    return torch.from_numpy(np.frombuffer(base64.b64decode(text), dtype=np.float32).copy())
 
 
 class ValueJournal:

@@ -276,6 +276,11 @@ class EditingMethod(Method):
             s = self.settings
             model, tokenizer = load_causal_lm(s.llm, device=s.device, dtype=s.dtype)
             self._editor = make_editor(self.method, model, tokenizer, **self.overrides)
+            if self.workdir is not None and hasattr(self._editor, "value_cache"):
+                from scr.editing.value_cache import TargetValueCache
+
+                # Descents on the unedited model, shared with the run's other methods (value_cache.py).
+                self._editor.value_cache = TargetValueCache(Path(self.workdir) / "target-values.jsonl")
             self._backend = TransformersBackend(model, tokenizer, name=f"{s.llm}+{self.method}",
                                                 batch_size=s.batch_size)
         return self._editor
@@ -334,9 +339,13 @@ class EditingMethod(Method):
                 self.log(f"  {self.name}: replaying the target values of {replayed} edits from {journal.path}")
         size = self.edit_batch_size or len(requests) or 1
         made, made_seconds = 0, 0.0  # edits optimised in this process, for the time-left estimate
+        reused = [0, 0.0, 0.0]  # descents another method made on the unedited model: count, wall and CPU seconds
         for start in range(skipped, len(requests), size):
             batch = requests[start : start + size]
             taken = editor.apply(batch).seconds
+            count, wall, cpu = getattr(editor, "last_reused", (0, 0.0, 0.0))
+            reused = [reused[0] + count, reused[1] + wall, reused[2] + cpu]
+            taken += wall  # counted at what they cost when made, so seconds per edit compare across methods
             if start + len(batch) <= skipped + replayed:  # counted at what the edits cost when journalled
                 replay_seconds += taken
                 taken = sum(cost for _, _, cost in journalled[start - skipped : start - skipped + len(batch)])
@@ -359,6 +368,8 @@ class EditingMethod(Method):
         details = {"edits": len(requests), "edit_seconds": seconds, "seconds_per_edit": seconds / max(len(requests), 1)}
         if skipped:  # edit_seconds counts the loaded edits at what they cost when made
             details.update(loaded_from_checkpoint=skipped, loaded_seconds=loaded_seconds)
+        if reused[0]:  # and the descents reused from the value cache (reused_seconds of edit_seconds)
+            details.update(reused_descents=reused[0], reused_seconds=reused[1], reused_cpu_seconds=reused[2])
         if replayed:  # likewise the replayed ones (journalled_seconds); their replay took replay_seconds
             details.update(replayed_from_journal=replayed, journalled_seconds=journalled_seconds,
                            replay_seconds=replay_seconds)
@@ -378,6 +389,13 @@ class EditingMethod(Method):
 
     def close(self):
         self.reset()
+
+
+def reused_cost(times: Sequence[dict]) -> tuple[float, float]:
+    """Wall and CPU seconds of the descents that apply-time records reused from the value cache: what they cost
+    when another method made them, added to a method's cost so that costs compare as if each made its own."""
+    details = [t.get("details") or {} for t in times if t.get("phase") == "apply"]
+    return (sum(d.get("reused_seconds", 0.0) for d in details), sum(d.get("reused_cpu_seconds", 0.0) for d in details))
 
 
 def _minutes(seconds: float) -> str:

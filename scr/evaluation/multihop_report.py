@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from scr.evaluation.jsonl_log import read_sessions
-from scr.evaluation.methods import kind_of, make_method
+from scr.evaluation.methods import kind_of, make_method, reused_cost
 from scr.evaluation.report import host_info, save_report
 from scr.evaluation.runner import reported_methods
 
@@ -65,8 +65,10 @@ def method_summary(ev, name: str) -> dict | None:
     answer_s = sum(t["seconds"] for t in times if t["phase"] == "answer")
     mems = [m["peak_rss_mb"] for m in records.select(h, "mem")]
     edit_s = sum(t.get("details", {}).get("edit_seconds", 0.0) for t in times if t["phase"] == "apply")
+    reused_wall, reused_cpu = reused_cost(times)
+    apply_s += reused_wall
     cost = {"wall_s": round(apply_s + answer_s, 1), "apply_s": round(apply_s, 1), "answer_s": round(answer_s, 1),
-            "cpu_s": round(sum(t.get("cpu_s", 0.0) for t in times), 1),
+            "cpu_s": round(sum(t.get("cpu_s", 0.0) for t in times) + reused_cpu, 1),
             "questions": sum(t.get("questions", 0) for t in times if t["phase"] == "answer"),
             "peak_rss_mb": max(mems) if mems else None}
     if edit_s:

@@ -12,7 +12,7 @@ from typing import Callable
 from scr.evaluation.jsonl_log import read_sessions
 from scr.evaluation.metrics import (MAIN, aggregate, case_scores, conflicting_updates, edited_fact_probes,
                                     scope_metrics)
-from scr.evaluation.methods import kind_of
+from scr.evaluation.methods import kind_of, reused_cost
 from scr.evaluation.runner import Records, in_grouping, method_slug, reported_methods
 
 HEADLINE = ("reliability", "generalization", "locality", "portability", "average", "scope_accuracy")
@@ -49,12 +49,13 @@ def _method_summary(ctx, evaluator, name: str) -> dict | None:
         if judged:
             metrics["judge.unparsed"] = sum(p.get("judge") is None for p in judged) / len(judged)
         times = [t for t in records.select(h, "time", n) if in_grouping(t, n, ctx)]
-        apply_s = sum(t["seconds"] for t in times if t["phase"] == "apply")
+        reused_wall, reused_cpu = reused_cost(times)  # descents made by another method, at their cost
+        apply_s = sum(t["seconds"] for t in times if t["phase"] == "apply") + reused_wall
         answer_s = sum(t["seconds"] for t in times if t["phase"] == "answer")
         mems = [m["peak_rss_mb"] for m in records.select(h, "mem", n)]
         edit_s = sum(t.get("details", {}).get("edit_seconds", 0.0) for t in times if t["phase"] == "apply")
         # CPU time only where every step recorded it (records of older versions do not).
-        cpu_s = round(sum(t["cpu_s"] for t in times), 1) if all("cpu_s" in t for t in times) else None
+        cpu_s = round(sum(t["cpu_s"] for t in times) + reused_cpu, 1) if all("cpu_s" in t for t in times) else None
         cost = {"wall_s": round(apply_s + answer_s, 1), "cpu_s": cpu_s, "apply_s": round(apply_s, 1), "answer_s": round(answer_s, 1),
                 "probes": sum(t.get("probes", 0) for t in times if t["phase"] == "answer"),
                 "memo_hits": sum(t.get("memo_hits", 0) for t in times if t["phase"] == "answer"),

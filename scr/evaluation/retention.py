@@ -202,6 +202,7 @@ class RetentionRunner:
                     # The edits an earlier session made count at what they cost then, not at their reloading.
                     seconds += details.get("loaded_seconds", 0.0)
                     seconds += details.get("journalled_seconds", 0.0) - details.get("replay_seconds", 0.0)
+                    seconds += details.get("reused_seconds", 0.0)  # descents another method made (value_cache.py)
                     records.add([{"type": "apply", "h": h, "n": n, "from": applied, "seconds": round(seconds, 3),
                                   "details": details}])
                     self.log(f"{method.name}: updates {applied + 1}-{n} applied in {seconds:.1f} s")
