@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> None:
               "  `scope_choice.md` (the LLM's constrained choice).",
               "- Tried, not adopted: whether the question makes the fact's object likely (the LLM's log-probability",
               "  of the object after the question, against the fact's own prompt or a neutral one) as a second",
-              "  relation signal: ROC AUC 0.49-0.64 on the pairs the relation cosine leaves unsure, no better than",
-              "  the cosine there (`type_fit.md`, `python evals/type_fit_experiment.py --limit 300`).", ""]
+              "  relation signal: ROC AUC 0.49-0.64 on the pairs the relation cosine leaves unsure (train 0.56-0.60),",
+              "  too weak to decide them (`type_fit.md`, `python evals/type_fit_experiment.py --limit 300`).", ""]
     (out / "scr_ablation.md").write_text("\n".join(lines))
 
     fig, axes = plt.subplots(1, len(table), figsize=(7 * len(table), 4), squeeze=False)
