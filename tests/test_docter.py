@@ -279,6 +279,32 @@ def test_evaluator_end_to_end_then_resumes_without_work(tmp_path, smol_backend, 
     shutil.rmtree(out)
 
 
+@pytest.mark.data
+def test_editing_methods_share_descents_and_count_their_cost(tmp_path, tiny_llama_dir, embedder):
+    """MEMIT then AlphaEdit on the same benchmark pairs (tiny Llama): AlphaEdit reuses MEMIT's first-batch descents
+    and its apply time counts them at what they cost."""
+    out = tmp_path / "run"
+    config = DocterConfig(methods=["base", "memit-upper", "alphaedit-upper"], limit=2, max_new_tokens=4,
+                          edit_batch_size=10, out=str(out),
+                          editing=dict(n_samples=8, sample_tokens=32, context_template_count=1, v_num_grad_steps=3,
+                                       show_progress=False))
+    DocterRunner(config, Settings(llm=str(tiny_llama_dir)), command="test", log=lambda m: None,
+                 embedder=embedder).run()
+    applied = [json.loads(x) for x in (out / "records" / "alphaedit-upper.jsonl").read_text().splitlines()]
+    applied = [r for r in applied if r["type"] == "apply"]
+    assert len(applied) == 1 and applied[0]["details"]["reused_descents"] == 2  # one pair per document
+    # The apply record counts the reused descents: more than this process's own editing time.
+    assert applied[0]["seconds"] >= applied[0]["details"]["edit_seconds"] > applied[0]["details"]["reused_seconds"] > 0
+
+
+def test_apply_seconds_count_every_edit_at_what_it_cost():
+    from scr.evaluation.methods import counted_apply_seconds
+
+    assert counted_apply_seconds(10.0, {}) == 10.0
+    details = {"loaded_seconds": 100.0, "journalled_seconds": 50.0, "replay_seconds": 5.0, "reused_seconds": 7.0}
+    assert counted_apply_seconds(10.0, details) == 10.0 + 100.0 + 50.0 - 5.0 + 7.0
+
+
 def test_cli_errors_are_one_line(tmp_path):
     from scr.cli import app
 

@@ -56,7 +56,7 @@ from scr.evaluation.config import EvalConfigError, split_names, validated
 from scr.evaluation.data import Case, Probe
 from scr.evaluation.docter_data import DocCase, digests, docter_paths, load_docter, parse_yes_no, reasoning_prompt
 from scr.evaluation.methods import (ANSWER_SUFFIXES, BaseMethod, EditingMethod, Method, Query, SCRMethod,
-                                    split_answer_style)
+                                    counted_apply_seconds, split_answer_style)
 from scr.evaluation.jsonl_log import append_session
 from scr.evaluation.metrics import contains
 from scr.evaluation.runner import PeakMemory, Records, _hash, memo_backend, method_slug, seed_base_answers
@@ -360,6 +360,8 @@ class DocterRunner:
             method.reset()
             details = self._apply(name, method, docs)
             seconds = time.perf_counter() - t0
+            if isinstance(details, dict):  # checkpointed, journalled and reused edits count at their cost
+                seconds = counted_apply_seconds(seconds, details)
             records.add([{"type": "apply", "h": h, "seconds": round(seconds, 3), "details": details}])
             self.log(f"{name}: updates of {len(docs)} documents applied in {seconds:.1f} s")
             for start in range(0, len(todo), self.config.chunk_docs):

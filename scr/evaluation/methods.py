@@ -391,6 +391,14 @@ class EditingMethod(Method):
         self.reset()
 
 
+def counted_apply_seconds(wall: float, details: dict) -> float:
+    """What an apply() call costs as reports count it: its wall time, plus the edits loaded from a checkpoint at
+    what they cost when made, journal-replayed edits at their journalled seconds instead of their replay, and
+    descents reused from the value cache at what they cost."""
+    return (wall + details.get("loaded_seconds", 0.0) + details.get("journalled_seconds", 0.0)
+            - details.get("replay_seconds", 0.0) + details.get("reused_seconds", 0.0))
+
+
 def reused_cost(times: Sequence[dict]) -> tuple[float, float]:
     """Wall and CPU seconds of the descents that apply-time records reused from the value cache: what they cost
     when another method made them, added to a method's cost so that costs compare as if each made its own."""

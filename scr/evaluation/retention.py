@@ -28,7 +28,7 @@ from scr.evaluation import general
 from scr.evaluation.config import EvalConfigError, split_names, validated
 from scr.evaluation.data import file_digest, load_cases, resolve_data
 from scr.evaluation.jsonl_log import append_session
-from scr.evaluation.methods import Method, Query, make_method, method_names_valid
+from scr.evaluation.methods import Method, Query, counted_apply_seconds, make_method, method_names_valid
 from scr.evaluation.runner import PeakMemory, Records, _hash, memo_backend, method_slug
 
 # Every benchmark here is scored by log-likelihood on raw text (lm-evaluation-harness style), so a codebook method
@@ -198,11 +198,8 @@ class RetentionRunner:
                 if n > applied:
                     t0 = time.perf_counter()
                     details = method.apply(self.cases[applied:n])
-                    seconds = time.perf_counter() - t0
                     # The edits an earlier session made count at what they cost then, not at their reloading.
-                    seconds += details.get("loaded_seconds", 0.0)
-                    seconds += details.get("journalled_seconds", 0.0) - details.get("replay_seconds", 0.0)
-                    seconds += details.get("reused_seconds", 0.0)  # descents another method made (value_cache.py)
+                    seconds = counted_apply_seconds(time.perf_counter() - t0, details)
                     records.add([{"type": "apply", "h": h, "n": n, "from": applied, "seconds": round(seconds, 3),
                                   "details": details}])
                     self.log(f"{method.name}: updates {applied + 1}-{n} applied in {seconds:.1f} s")
