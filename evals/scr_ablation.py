@@ -147,7 +147,10 @@ def main(argv: list[str] | None = None) -> None:
               "- Tried, not adopted: whether the question makes the fact's object likely (the LLM's log-probability",
               "  of the object after the question, against the fact's own prompt or a neutral one) as a second",
               "  relation signal: ROC AUC 0.49-0.64 on the pairs the relation cosine leaves unsure (train 0.56-0.60),",
-              "  too weak to decide them (`type_fit.md`, `python evals/type_fit_experiment.py --limit 300`).", ""]
+              "  too weak to decide them (`type_fit.md`, `python evals/type_fit_experiment.py --limit 300`).",
+              "- Tried, not adopted: accepting a same-subject question that shares one relation word with the fact",
+              "  at a lower relation cosine: on train it lets more other-relation prompts through than it wins",
+              "  paraphrases (`shared_word_rule.md`, `python evals/shared_word_rule.py`).", ""]
     (out / "scr_ablation.md").write_text("\n".join(lines))
 
     fig, axes = plt.subplots(1, len(table), figsize=(7 * len(table), 4), squeeze=False)
