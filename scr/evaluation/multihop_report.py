@@ -200,7 +200,9 @@ def markdown(report: dict, example: list[str] | None = None) -> str:
     lines += ["", "Wall time excludes model loading (apply: building the knowledge base or editing; a resumed run "
                   "builds the knowledge base again and counts it again). Identical requests to the unmodified model "
                   "are memoised within the run, so a method's time depends on what ran before it. CPU s is this "
-                  "process's CPU time.", "",
+                  "process's CPU time. Editing methods share the target-value descents made on the unmodified "
+                  "model (scr/editing/value_cache.py); a method that reuses one counts it at the wall and CPU "
+                  "seconds it cost when made, so its costs read as if it had made it.", "",
               "Every question, answer and hop: `records/<method>.jsonl`; per-case results in `report.json`.", ""]
     return "\n".join(lines)
 

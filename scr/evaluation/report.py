@@ -272,7 +272,9 @@ def markdown(report: dict) -> str:
                   "grow when other processes share the cores. Answers of the unmodified model to identical requests are "
                   "memoised within the run (greedy decoding is deterministic), so a method's time depends on what "
                   "ran before it. Memo hits: the share of requests to the shared, unmodified model (reference "
-                  "answers for locality included) answered from the memo; edited models never use it.", ""]
+                  "answers for locality included) answered from the memo; edited models never use it. Editing "
+                  "methods share the target-value descents made on the unmodified model (scr/editing/value_cache.py); "
+                  "a method that reuses one counts it at the wall and CPU seconds it cost when made.", ""]
     multi = [n for n in names if len(methods[n]["by_n"]) > 1]
     if multi:
         lines += ["## By N", ""]
