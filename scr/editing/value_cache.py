@@ -8,8 +8,8 @@ the first batch of any stream) then optimise each (request, target) once for all
 
 Only descents run on a model its editor has not changed are looked up or stored, under a fingerprint of every
 weight, so an edited model (or another model) never reads them. Rows are JSONL, one per descent: ``key``, ``h``
-and ``delta`` (float32, base64), ``nll``, ``steps`` and the ``seconds`` the descent took, which methods that
-reuse it count as their own cost so that seconds per edit stay comparable.
+and ``delta`` (float32, base64), ``nll``, ``steps``, and the wall ``seconds`` and ``cpu_seconds`` the descent
+took, which methods that reuse it count as their own cost so that costs stay comparable.
 """
 
 from __future__ import annotations
