@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from scr.config import Settings
 from scr.kb.embed import Embedder
@@ -75,12 +76,10 @@ def _mean_logprob(backend, questions: list[str], objects: list[str]) -> np.ndarr
 
 
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(a random in-scope score > a random out-of-scope score), ties half."""
+    """ROC AUC of in-scope against out-of-scope scores; NaN when either side is empty."""
     if not len(pos) or not len(neg):
         return float("nan")
-    both = np.concatenate([pos, neg])
-    ranks = both.argsort().argsort().astype(float) + 1
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    return float(roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg]))
 
 
 def main() -> None:
