@@ -302,6 +302,14 @@ def test_hyper_parameter_overrides_are_type_checked():
         with_overrides(CodebookHparams(), {"radius_rule": 1})
 
 
+def land_cases(n: int, old_answers: bool = True):
+    """Evaluator cases "The capital of Land<i> is" -> City<i> (old answer Old<i>, which CoME needs)."""
+    from scr.evaluation.data import Case
+
+    return [Case(case_id=str(i), index=i, prompt=f"The capital of Land{i} is", target_new=f"City{i}",
+                 target_true=f"Old{i}" if old_answers else None, subject=f"Land{i}") for i in range(n)]
+
+
 def test_evaluator_edit_streams_log_their_progress(tiny_llama_dir):
     """A long stream of edits says how far it got after each edit batch (retention runs apply 1000)."""
     from scr.config import Settings
@@ -322,12 +330,10 @@ def test_evaluator_edit_streams_log_their_progress(tiny_llama_dir):
 def test_evaluator_edit_streams_resume_from_their_checkpoint(tiny_llama_dir, tmp_path):
     """An interrupted stream of edits resumes in a new process from the last saved batch, with the same result."""
     from scr.config import Settings
-    from scr.evaluation.data import Case
     from scr.evaluation.methods import make_method
 
     settings = Settings(llm=str(tiny_llama_dir))
-    cases = [Case(case_id=str(i), index=i, prompt=f"The capital of Land{i} is", target_new=f"City{i}",
-                  subject=f"Land{i}") for i in range(4)]
+    cases = land_cases(4, old_answers=False)
 
     def alphaedit(workdir, lines=None, batch=1):
         return make_method("alphaedit", settings, None, None, workdir=workdir, edit_batch_size=batch,
@@ -364,12 +370,10 @@ def test_edit_streams_replay_their_journal_without_optimising_again(tiny_llama_d
     """The journal (target values only) rebuilds a stream whose checkpoint is lost: same weights, no descents."""
     import scr.editing.core
     from scr.config import Settings
-    from scr.evaluation.data import Case
     from scr.evaluation.methods import make_method
 
     settings = Settings(llm=str(tiny_llama_dir))
-    cases = [Case(case_id=str(i), index=i, prompt=f"The capital of Land{i} is", target_new=f"City{i}",
-                  target_true=f"Old{i}", subject=f"Land{i}") for i in range(5)]
+    cases = land_cases(5)
 
     def editing(workdir, journal_dir, lines=None, batch=2):
         return make_method(method, settings, None, None, workdir=workdir, journal_dir=journal_dir,
@@ -416,12 +420,10 @@ def test_methods_share_descents_made_on_the_unedited_model(tiny_llama_dir, tmp_p
     cache in the run's scratch folder): same weights as optimising them again, counted at what they cost."""
     import scr.editing.core
     from scr.config import Settings
-    from scr.evaluation.data import Case
     from scr.evaluation.methods import make_method
 
     settings = Settings(llm=str(tiny_llama_dir))
-    cases = [Case(case_id=str(i), index=i, prompt=f"The capital of Land{i} is", target_new=f"City{i}",
-                  target_true=f"Old{i}", subject=f"Land{i}") for i in range(4)]
+    cases = land_cases(4)
 
     def editing(method, workdir):
         return make_method(method, settings, None, None, workdir=workdir, editing=TINY_LOCATE)
