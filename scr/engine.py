@@ -135,11 +135,11 @@ class Engine:
     def ask_batch(self, questions: Sequence[str]) -> list[Answer]:
         return self.pipeline.ask_batch(questions)
 
-    def ask_multihop(self, question: str, max_hops: int = 4, decompose: str = "llm"):
+    def ask_multihop(self, question: str, max_hops: int = 4, decompose: str = "walk"):
         """Answer a question that chains several facts, retrieving and answering hop by hop (scr/multihop.py)."""
         return self.pipeline.ask_multihop(question, max_hops, decompose)
 
-    def ask_multihop_batch(self, questions: Sequence[str], max_hops: int = 4, decompose: str = "llm"):
+    def ask_multihop_batch(self, questions: Sequence[str], max_hops: int = 4, decompose: str = "walk"):
         return self.pipeline.ask_multihop_batch(questions, max_hops, decompose)
 
     def base_answers(self, questions: Sequence[str]) -> list[str]:

@@ -82,11 +82,11 @@ class SCRPipeline:
     def ask(self, question: str) -> Answer:
         return self.ask_batch([question])[0]
 
-    def ask_multihop(self, question: str, max_hops: int = 4, decompose: str = "llm"):
+    def ask_multihop(self, question: str, max_hops: int = 4, decompose: str = "walk"):
         """A multi-hop question, hop by hop over the knowledge base (scr/multihop.py): a ``MultiHopAnswer``."""
         return self.ask_multihop_batch([question], max_hops, decompose)[0]
 
-    def ask_multihop_batch(self, questions: Sequence[str], max_hops: int = 4, decompose: str = "llm"):
+    def ask_multihop_batch(self, questions: Sequence[str], max_hops: int = 4, decompose: str = "walk"):
         from scr.multihop import MultiHopReasoner  # imported here: scr.multihop builds on this module
 
         return MultiHopReasoner(self, max_hops=max_hops, decompose=decompose).ask_batch(questions)

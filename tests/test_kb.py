@@ -379,3 +379,41 @@ def test_added_facts_that_contradict_active_ones_are_reported_not_retired(tmp_pa
                                "object": "1 January 1991"}], find_conflicts=False)
     assert quiet.conflicts == []
     engine.close()
+
+
+def test_facts_found_by_the_subject_a_text_names(make_kb, embedder):
+    """named_in: whole-word subject mentions, longest subject first, active and valid facts only; about: the facts
+    stored with exactly one subject. Scores are cosines to the text, as in search."""
+    kb = make_kb()
+    later = datetime.now(timezone.utc) + timedelta(days=30)
+    first = kb.add([
+        FactInput(text="Rome is the capital of Italy.", subject="Rome", object="Italy"),
+        FactInput(text="Romeo was written by William Shakespeare.", subject="Romeo", object="William Shakespeare"),
+        FactInput(text="Romeo and Juliet premiered in London.", subject="Romeo and Juliet", object="London"),
+        FactInput(text="The mayor of Rome is Ada Lovelace.", subject="rome", relation="mayor", object="Ada Lovelace"),
+        FactInput(text="Rome hosts the 2040 Olympics.", subject="Rome", object="the 2040 Olympics", valid_from=later),
+        FactInput(text="Italy is in Europe."),  # no subject: never found by name
+    ])
+    second = kb.add([FactInput(text="The mayor of Rome is Alan Turing.", subject="Rome", relation="mayor",
+                               object="Alan Turing")])
+    assert len(first.added) == 6 and len(second.superseded) == 1  # the new mayor retired the old one
+    text = "Where did Romeo and Juliet premiere, and who is the mayor of ROME?"
+    hits = kb.named_in([text, "Who wrote Romeo?", "Nothing stored is named here."])
+    assert [h.text for h in hits[0]] == ["Romeo and Juliet premiered in London.",
+                                         "Romeo was written by William Shakespeare.", "Rome is the capital of Italy.",
+                                         "The mayor of Rome is Alan Turing."]
+    assert [h.text for h in hits[1]] == ["Romeo was written by William Shakespeare."]  # "Rome" only inside a word
+    assert hits[2] == []
+    query = embedder.embed([text])[0]
+    key = embedder.embed(["Romeo and Juliet premiered in"])[0]
+    assert hits[0][0].key_score == pytest.approx(float(query @ key), abs=1e-5)
+    assert hits[0][0].object == "London" and hits[0][0].subject == "Romeo and Juliet"
+
+    about = kb.about(["ROME", "Romeo", "Juliet"], embedder.embed(["Who governs Rome?"] * 3))
+    assert [h.text for h in about[0]] == ["Rome is the capital of Italy.", "The mayor of Rome is Alan Turing."]
+    assert [h.text for h in about[1]] == ["Romeo was written by William Shakespeare."]
+    assert about[2] == []
+    kb.retract(first.added[0].id)
+    assert [h.text for h in kb.about(["Rome"], embedder.embed(["Rome"]))[0]] == ["The mayor of Rome is Alan Turing."]
+    with pytest.raises(ValueError, match="2 texts but 1 query vectors"):
+        kb.about(["Rome", "Romeo"], embedder.embed(["Rome"]))

@@ -63,7 +63,9 @@ class MultiHopConfig(BaseModel):
     scr_kb: Literal["dataset", "case"] = Field(
         "dataset", description="SCR's memory: every case's edits in one knowledge base, or each case's alone")
     max_hops: int = Field(4, ge=1, le=8, description="SCR multi-hop: sub-questions per question at most")
-    decompose: Literal["llm", "rules"] = Field("llm", description="SCR multi-hop: who writes the sub-questions")
+    decompose: Literal["walk", "llm", "rules"] = Field(
+        "walk", description="SCR multi-hop: stored links first, then the LLM's sub-questions (walk), or who writes "
+                            "every sub-question (llm, rules)")
     max_new_tokens: int = Field(24, ge=1, le=512, description="answer length (final and sub-answers)")
     batch_size: int = Field(64, ge=1, description="generation batch size")
     chunk_cases: int = Field(16, ge=1, description="cases answered per batch call (and per saved record line)")

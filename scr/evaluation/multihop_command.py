@@ -21,7 +21,7 @@ def command(
     scr_kb: Optional[str] = typer.Option(None, "--scr-kb", help="dataset (default: every case's edits in one "
                                                                 "knowledge base) | case (each case alone)"),
     max_hops: Optional[int] = typer.Option(None, "--max-hops", help="SCR: sub-questions per question (default 4)"),
-    decompose: Optional[str] = typer.Option(None, "--decompose", help="SCR: llm (default) | rules"),
+    decompose: Optional[str] = typer.Option(None, "--decompose", help="SCR: walk (default: stored links, then the LLM) | llm | rules"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="run directory (resumed if it holds records)"),
     answer_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="answer length (default 24)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="generation batch size (default 64)"),

@@ -49,6 +49,7 @@ def method_summary(ev, name: str) -> dict | None:
         metrics.update({
             "hops_per_question": _mean(len(q["hops"]) for q in questions),
             "subquestions_by_llm": _mean(h["by"] == "llm" for q in questions for h in q["hops"]),
+            "links_walked": _mean(h["by"] == "kb" for q in questions for h in q["hops"]),
             "hops_in_scope": _mean(h["in_scope"] for q in questions for h in q["hops"]),
             "edit_facts_used": _mean(max(len(q["used"]) for q in r["multihop"]) / n_edits[r["case_id"]]
                                      for r in rows),
@@ -79,7 +80,25 @@ def method_summary(ev, name: str) -> dict | None:
             "metrics": metrics, "cost": cost, "info": method.info(), "stops": dict(stops),
             "records": str(Path("records") / records.path.name),
             "cases": [{"case_id": r["case_id"], "multihop": any(q["correct"] for q in r["multihop"]),
+                       "multihop_word": any(q["correct_word"] for q in r["multihop"]),
                        "single_hop": _mean(s["correct"] for s in r["single"])} for r in rows]}
+
+
+def common_cases(methods: dict) -> dict | None:
+    """Each method's scores on the cases that every method has answered, when some have answered fewer (a long
+    editing run in progress): the side-by-side on the same cases, beside the rows over each method's own."""
+    if len(methods) < 2 or all(m["complete"] for m in methods.values()):
+        return None
+    shared = set.intersection(*({c["case_id"] for c in m["cases"]} for m in methods.values()))
+    if not shared:
+        return None
+    out = {}
+    for name, m in methods.items():
+        cases = [c for c in m["cases"] if c["case_id"] in shared]
+        out[name] = {"multihop": _mean(c["multihop"] for c in cases),
+                     "multihop_word": _mean(c["multihop_word"] for c in cases),
+                     "single_hop": _mean(c["single_hop"] for c in cases if c["single_hop"] is not None)}
+    return {"n_cases": len(shared), "methods": out}
 
 
 def build_report(ev) -> dict:
@@ -108,6 +127,7 @@ def build_report(ev) -> dict:
             "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
         "methods": methods,
+        "common_cases": common_cases(methods),
     }
 
 
@@ -163,12 +183,21 @@ def markdown(report: dict, example: list[str] | None = None) -> str:
                   "inside a longer word; MQuAKE's aliases include codes such as \"ar\", \"de\" or \"NA\" that the "
                   "substring test finds in \"are\" or \"founder\", so the substring scores are slightly lenient "
                   "for every method.", ""]
+    common = report.get("common_cases")
+    if common:
+        lines += [f"### The same {common['n_cases']} cases for every method (%)", "",
+                  "| method | multi-hop acc | multi-hop, whole word | single-hop acc |", "|---|---:|---:|---:|"]
+        for name, m in common["methods"].items():
+            lines.append(f"| {name} | {_pct(m['multihop'])} | {_pct(m['multihop_word'])} | {_pct(m['single_hop'])} |")
+        lines += ["", "The rows above are over each method's own cases; here every method is scored on the cases "
+                      "that all of them have answered.", ""]
     extra = [(n, m) for n, m in methods.items() if "hops_per_question" in m["metrics"] or
              "single_hop_in_scope" in m["metrics"]]
     if extra:
         keys = [("multihop_per_question", "multi-hop acc per question"),
                 ("multihop_old_answer", "cases answered with the OLD answer"),
                 ("hops_per_question", "hops per question (mean)"), ("subquestions_by_llm", "sub-questions by the LLM"),
+                ("links_walked", "links walked in the knowledge base (no sub-question)"),
                 ("hops_in_scope", "hops answered with a stored fact"),
                 ("edit_facts_retrieved", "case's edit facts retrieved (best paraphrase)"),
                 ("edit_facts_used", "case's edit facts used (best paraphrase)"),
