@@ -178,7 +178,7 @@ def test_rules_walk_the_chain_through_stored_facts(engine, cases):
 
 def test_llm_decomposition_records_hops_and_retrieves_the_cases_facts(engine, cases):
     questions = [cases[0].questions[0], cases[1].questions[0]]
-    results = engine.ask_multihop_batch(questions, max_hops=2)
+    results = engine.ask_multihop_batch(questions, max_hops=2, decompose="llm")
     own = {f for c in cases[:10] for f in c.facts()}
     for case, result in zip(cases[:2], results):
         assert result.question == case.questions[0] and result.answer.strip()
@@ -192,6 +192,93 @@ def test_llm_decomposition_records_hops_and_retrieves_the_cases_facts(engine, ca
         assert result.in_scope and set(f.text for f in result.facts) <= own
     assert results[0].hops[0].fact.text == "Hey Jude was performed by Madonna."
     assert set(results[0].timings) == {"decompose_s", "hops_s", "answer_s", "total_s"}
+
+
+def test_walk_follows_the_stored_links_from_the_subject_the_question_names(engine, cases):
+    """The default decomposition: no sub-question is written while stored links go on. Every paraphrase of the
+    first case walks a prefix of its four edits in chain order (the stop rule may end a paraphrase's walk early:
+    "manager/director" is worded apart from "The director of", and the LLM takes over from there); a full walk's
+    answer leads with the last link's object."""
+    results = engine.ask_multihop_batch(cases[0].questions)
+    chain = cases[0].facts()
+    full = 0
+    for question, result in zip(cases[0].questions, results):
+        walked = [h.fact.text for h in result.hops if h.written_by == "kb"]
+        assert walked == chain[:len(walked)], question
+        assert [h.written_by for h in result.hops[:len(walked)]] == ["kb"] * len(walked)  # walked links come first
+        assert [h.entity for h in result.hops[:len(walked)]] == ["Madonna", "Narendra Modi", "Australia",
+                                                                 "Arabic"][:len(walked)]
+        # Each link was chosen among the facts stored about the entity reached, all of them with that subject.
+        assert all(c.subject.lower() == h.fact.subject.lower() for h in result.hops[:len(walked)]
+                   for c in h.candidates)
+        if len(walked) == 4:
+            full += 1
+            assert result.stop == "max_hops" and result.answer.startswith("Arabic")  # object-first
+    assert full >= 1
+    assert set(results[0].timings) == {"decompose_s", "hops_s", "answer_s", "total_s"}
+    # In the paper's answer style the model answers from the facts alone: no prescribed start.
+    paper = engine.pipeline  # a pipeline of its own: the engine's settings are untouched
+    paper.answer_style = "paper"
+    seen = []
+    paper.backend = _Recorder(paper.backend, seen)
+    paper.ask_multihop(cases[0].questions[0])
+    final = seen[-1]
+    assert final[-1]["role"] == "user" and "\n".join(cases[0].facts()) in final[-1]["content"]
+
+
+class _Recorder:
+    """A backend that records the prompts it is given and passes them on."""
+
+    def __init__(self, backend, seen):
+        self.backend, self.seen = backend, seen
+
+    def generate(self, prompts, max_new_tokens=None):
+        self.seen.extend(prompts)
+        return self.backend.generate(prompts, max_new_tokens)
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+
+def test_walk_chooses_the_link_the_question_asks_and_stops_at_unrelated_ones(tmp_path, smol_backend, embedder):
+    from scr.config import Settings
+    from scr.engine import Engine
+    from scr.multihop import MultiHopReasoner
+
+    eng = Engine(Settings(kb_dir=tmp_path / "kb", max_new_tokens=12), backend=smol_backend, embedder=embedder)
+    eng.add_facts([
+        {"text": "Hey Jude was performed by Madonna.", "subject": "Hey Jude", "object": "Madonna"},
+        {"text": "Madonna is a citizen of Australia.", "subject": "Madonna", "object": "Australia"},
+        {"text": "The capital of Australia is Oderzo.", "subject": "Australia", "object": "Oderzo"},
+        {"text": "Australia is located in the continent of South America.", "subject": "Australia",
+         "object": "South America"},
+        {"text": "Oderzo is twinned with Zagreb.", "subject": "Oderzo", "object": "Zagreb"},
+    ])
+    try:
+        capital, continent = eng.ask_multihop_batch([
+            "What is the capital of the country of citizenship of the performer of Hey Jude?",
+            "On which continent is the country of citizenship of the performer of Hey Jude?"], max_hops=4)
+        walked = lambda r: [h.fact.text for h in r.hops if h.written_by == "kb"]  # noqa: E731
+        # "capital" in the question picks the capital over the continent (MiniLM's cosine alone prefers the
+        # continent for "country"), and "continent" the other way round.
+        assert walked(capital)[:3] == ["Hey Jude was performed by Madonna.", "Madonna is a citizen of Australia.",
+                                       "The capital of Australia is Oderzo."]
+        assert walked(continent) == ["Hey Jude was performed by Madonna.", "Madonna is a citizen of Australia.",
+                                     "Australia is located in the continent of South America."]
+        # Oderzo's twin town shares no word with the question and its wording is far from it: the walk stops
+        # there, and the LLM may go on from Oderzo, but no stored link is walked to Zagreb.
+        assert "Oderzo is twinned with Zagreb." not in walked(capital)
+        # One link is a single-hop question: kept where the scope check accepts it, given up where the question
+        # asks something else about the subject it names.
+        single, other = eng.ask_multihop_batch(["Who performed Hey Jude?", "When was Hey Jude released?"])
+        assert walked(single) == ["Hey Jude was performed by Madonna."] and single.answer.startswith("Madonna")
+        assert walked(other) == []  # (the LLM's sub-questions may still reach the fact: that is llm mode's call)
+        # The same with the hop bound at one: the walk had no chance to stop by itself.
+        bounded = MultiHopReasoner(eng.pipeline, max_hops=1).ask_batch(["Who performed Hey Jude?",
+                                                                       "When was Hey Jude released?"])
+        assert [walked(r) for r in bounded] == [["Hey Jude was performed by Madonna."], []]
+    finally:
+        eng.close()
 
 
 def test_question_the_updates_do_not_touch_keeps_its_answer(engine):
@@ -222,7 +309,7 @@ def test_eval_multihop_end_to_end_and_resume(tmp_path, smollm2_dir, cases):
     from scr.cli import app
 
     out = tmp_path / "run"
-    args = ["eval-multihop", "--data", str(MQUAKE), "--methods", "base,scr", "--limit", "2", "--max-hops", "1",
+    args = ["eval-multihop", "--data", str(MQUAKE), "--methods", "base,scr", "--limit", "2", "--max-hops", "2",
             "--max-new-tokens", "12", "--out", str(out), "--quiet"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -247,7 +334,8 @@ def test_eval_multihop_end_to_end_and_resume(tmp_path, smollm2_dir, cases):
         assert len(singles) == 8
         assert m["metrics"]["single_hop"] == pytest.approx(sum(s["correct"] for s in singles) / 8)
     scr_rows = [r for r in _rows(out / "records/scr.jsonl") if r["type"] == "case"]
-    assert all(len(q["hops"]) == 1 for r in scr_rows for q in r["multihop"])
+    assert all(len(q["hops"]) <= 2 for r in scr_rows for q in r["multihop"])
+    assert any(h["by"] == "kb" for r in scr_rows for q in r["multihop"] for h in q["hops"])  # the default: a walk
     assert any(q["used"] for r in scr_rows for q in r["multihop"])  # hops answered with the case's own edits
     apply = [r for r in _rows(out / "records/scr.jsonl") if r["type"] == "time" and r["phase"] == "apply"]
     assert apply[0]["details"]["facts_added"] == report["run"]["kb_facts"] == 769  # every case's edits, once
@@ -273,3 +361,23 @@ def test_eval_multihop_rejects_unknown_method(tmp_path):
     result = CliRunner().invoke(app, ["eval-multihop", "--data", str(MQUAKE), "--methods", "base,magic",
                                       "--out", str(tmp_path / "x")])
     assert result.exit_code == 1 and "unknown method 'magic'" in result.output
+
+
+def test_methods_are_also_compared_on_the_cases_they_all_answered():
+    """A long editing run in progress has fewer cases than SCR: the report adds every method's scores on the
+    cases all of them have, beside each method's own rows."""
+    from scr.evaluation.multihop_report import common_cases
+
+    def summary(results, complete):
+        return {"complete": complete, "cases": [{"case_id": cid, "multihop": right, "multihop_word": word,
+                                                 "single_hop": single} for cid, right, word, single in results]}
+
+    methods = {"scr": summary([("1", True, True, 1.0), ("2", True, False, 0.5), ("3", False, False, 0.0)], True),
+               "memit": summary([("2", False, False, 0.25), ("1", True, True, 0.75)], False)}
+    common = common_cases(methods)
+    assert common["n_cases"] == 2
+    assert common["methods"]["scr"] == {"multihop": 1.0, "multihop_word": 0.5, "single_hop": 0.75}
+    assert common["methods"]["memit"] == {"multihop": 0.5, "multihop_word": 0.5, "single_hop": 0.5}
+    methods["memit"]["complete"] = True
+    assert common_cases(methods) is None  # every method complete: the main table says it all
+    assert common_cases({"scr": methods["scr"]}) is None
