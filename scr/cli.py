@@ -278,6 +278,10 @@ def ask(
     file: Optional[Path] = typer.Option(None, "--file", help="one question per line (batch)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per question"),
     base: bool = typer.Option(False, "--base", help="also show the unmodified model's answer"),
+    multihop: bool = typer.Option(False, "--multihop", help="a question chaining several facts: walk the stored "
+                                                            "links, then sub-questions (scr/multihop.py)"),
+    max_hops: int = typer.Option(4, "--max-hops", min=1, max=8, help="with --multihop: links or sub-questions, "
+                                                                     "at most"),
 ) -> None:
     """Answer with updated knowledge where a stored fact applies, as before otherwise."""
     with _engine(ctx) as engine:
@@ -294,18 +298,29 @@ def ask(
             questions = [question]
         else:
             raise QuestionError("give a QUESTION or --file")
-        answers = engine.ask_batch(questions)
+        answers = engine.ask_multihop_batch(questions, max_hops) if multihop else engine.ask_batch(questions)
         base_answers = engine.base_answers(questions) if base else None
     for n, answer in enumerate(answers):
         if as_json:
             record = _answer_json(answer)
+            if multihop:
+                record.update(stop=answer.stop, hops=[{"question": h.question, "answer": h.answer,
+                                                       "fact": h.fact.model_dump() if h.fact else None,
+                                                       "written_by": h.written_by} for h in answer.hops])
             if base_answers is not None:
                 record["base_answer"] = base_answers[n]
             _print_json(record)
             continue
         out.print(answer.answer, highlight=False, markup=False)
-        used = f"fact {answer.facts[0].id}: {answer.facts[0].text}" if answer.facts else "no stored fact applies"
-        err.print(f"[dim]({escape(used)})[/dim]", highlight=False)
+        if multihop:
+            for h in answer.hops:
+                source = f"fact {h.fact.id}: {h.fact.text}" if h.fact else h.answer
+                err.print(f"[dim]  {h.written_by}: {escape(h.question)} -> {escape(source)}[/dim]", highlight=False)
+            if not answer.facts:
+                err.print("[dim](no stored fact applies)[/dim]", highlight=False)
+        else:
+            used = f"fact {answer.facts[0].id}: {answer.facts[0].text}" if answer.facts else "no stored fact applies"
+            err.print(f"[dim]({escape(used)})[/dim]", highlight=False)
         if base_answers is not None:
             err.print(f"[dim]unmodified model: {escape(base_answers[n])}[/dim]", highlight=False)
 

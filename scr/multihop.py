@@ -7,8 +7,9 @@ reasoner walks the chain instead, MeLLo-style:
   0. with ``decompose="walk"`` (the default), the knowledge base's own links come first: the walk starts from a
      stored fact whose subject the question names ("Hey Jude was performed by Madonna.") and goes on from each
      fact's object to a stored fact about it ("The director of Madonna is ..."), choosing at each link the fact
-     whose relation the question asks most (``link_score``), as long as the chain with that link stays as like
-     the question as without it (``walk_on``: what stops a walk at the links the question asks for). No
+     whose relation the question asks most (``link_score``), as long as the question uses a word of that link's
+     relation or the chain with the link stays as like the question as without it (``walk_on``: what stops a
+     walk at the links the question asks for). No
      sub-question is written, so a small model's weak decomposition cannot break a chain the knowledge base
      holds. Where the walk stops, the steps below take over from the entity it reached; a walk of one link is a
      single-hop question, which the normal scope check must accept;
@@ -53,10 +54,10 @@ from scr.scope import ScopeChecker, SimilarityScope, SubjectRelationScope, relat
 Decompose = Literal["walk", "llm", "rules"]
 DECOMPOSE_MODES = ("walk", "llm", "rules")
 MAX_SUBQUESTION_CHARS = 300
-# How much a link past the first may cost the chain's likeness to the question and still be walked (``walk_on``).
-# Chosen on MQuAKE-hard cases 0-214 (python evals/multihop_walk.py): 0 walks the exact chain for 74.9% of their
-# questions, 0.01 for 80.2%, 0.02 for 85.4%, but 0.02 walks past the one link that 5.8% of the single-hop
-# questions ask (0.7% at 0.01); on cases 215-428, 0.01 gives 77.9% and 0.6% (evals/results/multihop_walk.md).
+# How much a link past the first that shares no word with the question may cost the chain's likeness to it and
+# still be walked (``walk_on``). Chosen on MQuAKE-hard cases 0-214 (python evals/multihop_walk.py,
+# evals/results/multihop_walk.md): the most exact 4-link walks while at most 1% of single-hop questions walk past
+# their one link.
 WALK_TOLERANCE = 0.01
 
 
@@ -279,7 +280,8 @@ class MultiHopReasoner:
     def _walk(self, active: list[_State]) -> dict[_State, tuple[FactHit, list[FactHit]]]:
         """The next stored link of each question still walking, with the facts it was chosen from: a fact whose
         subject the question names (first link; the longest name wins, "Hey Jude" over "Jude"), then a fact about
-        the last link's object that the question asks for (``walk_on``). A question without one stops walking; a
+        the last link's object that the question asks for (a word of its relation, or ``walk_on``). A question
+        without one stops walking; a
         walk that stopped after one link gives it up unless the scope check accepts it (``_keep_single_link``)."""
         walking = [s for s in active if s.walking]
         if not walking:
@@ -301,19 +303,21 @@ class MultiHopReasoner:
                 hits = [h for h in hits if len(h.subject) == len(hits[0].subject)]
             if hits:
                 vector = vectors[at[id(s)]]
-                best = max(hits, key=lambda h: link_score(s.question, h, vector, relation_vectors[
-                    relation_wording(h.key or h.text, h.subject or "")]))
-                chosen[s] = (best, hits)
-        # Past the first link, a link is walked only if the question asks for it (module docstring, step 0).
-        onward = [s for s in chosen if s.hops]
-        paths = self._embed_once([chain_text([h.fact for h in s.hops], extra) for s in onward
+                scored = [(link_score(s.question, h, vector, relation_vectors[
+                    relation_wording(h.key or h.text, h.subject or "")]), h) for h in hits]
+                score, best = max(scored, key=lambda pair: pair[0])
+                chosen[s] = (best, hits, score[0] > 0)
+        # Past the first link, a link is walked only if the question asks for it: it uses a word of the link's
+        # relation, or the chain stays as like the question with the link as without it (module docstring).
+        unsure = [s for s in chosen if s.hops and not chosen[s][2]]
+        paths = self._embed_once([chain_text([h.fact for h in s.hops], extra) for s in unsure
                                   for extra in (None, chosen[s][0])])
         out = {}
         for s in walking:
-            if s in chosen and (not s.hops or walk_on(vectors[at[id(s)]], paths[chain_text([h.fact for h in s.hops])],
-                                                      paths[chain_text([h.fact for h in s.hops], chosen[s][0])],
-                                                      self.walk_tolerance)):
-                out[s] = chosen[s]
+            if s in chosen and (not s.hops or chosen[s][2] or walk_on(
+                    vectors[at[id(s)]], paths[chain_text([h.fact for h in s.hops])],
+                    paths[chain_text([h.fact for h in s.hops], chosen[s][0])], self.walk_tolerance)):
+                out[s] = chosen[s][:2]
             else:
                 s.walking = False
         self._keep_single_link([s for s in walking if not s.walking])

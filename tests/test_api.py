@@ -77,6 +77,22 @@ def test_query_uses_the_stored_fact_in_scope_and_the_model_alone_out_of_scope(cl
     assert body["answer"] == smol_backend.generate([base_prompt(OUT_SCOPE_Q)], MAX_NEW_TOKENS)[0]
 
 
+def test_multihop_query_walks_the_stored_links(client):
+    """The sample holds a chain: Northwind Labs' flagship product is the Helios-3, which stores 12 kWh."""
+    question = "How much energy does the flagship product of Northwind Labs store?"
+    r = client.post("/v1/query/multihop", json={"question": question})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [(h["written_by"], h["fact"]["id"]) for h in body["hops"][:2]] == [("kb", "sample-17"), ("kb", "sample-20")]
+    assert [f["id"] for f in body["facts"]][:2] == ["sample-17", "sample-20"] and body["in_scope"] is True
+    assert body["answer"].startswith("12 kilowatt-hours")  # object-first: the last walked fact's object
+    assert {"decompose_s", "hops_s", "answer_s", "total_s", "request_s"} <= set(body["timings"])
+    bounded = client.post("/v1/query/multihop", json={"question": question, "max_hops": 1}).json()
+    assert len(bounded["hops"]) <= 1 and bounded["stop"] == "max_hops"
+    assert "max_hops" in _error(client.post("/v1/query/multihop", json={"question": question, "max_hops": 0}))
+    assert "empty" in _error(client.post("/v1/query/multihop", json={"question": "  "}))
+
+
 def test_query_batch_answers_in_order(client):
     questions = ["Who is the Pope?", "Who wrote Romeo and Juliet?"]
     r = client.post("/v1/query/batch", json={"questions": questions})

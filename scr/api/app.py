@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
@@ -24,7 +25,8 @@ from scr.api.batching import QueryBatcher
 from scr.api.errors import BadRequest, error_response, install_error_handlers
 from scr.api.metrics import Metrics
 from scr.api.schemas import (AddFactsResponse, BatchQueryRequest, BatchQueryResponse, ConflictList, ErrorResponse,
-                             FactHistory, FactList, FactUsed, Health, HistoryEntry, QueryRequest, QueryResponse)
+                             FactHistory, FactList, FactUsed, Health, HistoryEntry, HopUsed, MultiHopRequest,
+                             MultiHopResponse, QueryRequest, QueryResponse)
 from scr.config import Settings, validation_message
 from scr.engine import Engine
 from scr.kb import Fact, FactInput
@@ -169,6 +171,24 @@ def _add_query_routes(app: FastAPI) -> None:
         results = await answer_questions(request, questions)
         total = time.perf_counter() - started
         return BatchQueryResponse(answers=[query_response(a, q, total) for a, q in results])
+
+
+    @app.post("/v1/query/multihop", response_model=MultiHopResponse, tags=["questions"])
+    async def query_multihop(body: MultiHopRequest, request: Request) -> MultiHopResponse:
+        """Answer a question that chains several facts: walk the stored links from the subject it names, then
+        sub-questions where no stored link goes on, then the whole question with every fact gathered."""
+        started = time.perf_counter()
+        engine = engine_of(request)
+        question = check_questions([body.question], engine.settings.max_question_chars)[0]
+        # Its own thread: the hops are several backend calls, which the backend serialises with the batcher's.
+        result = await run_in_threadpool(engine.ask_multihop, question, body.max_hops)
+        used = lambda f: FactUsed(id=f.id, text=f.text, score=f.score)  # noqa: E731
+        return MultiHopResponse(
+            question=result.question, answer=result.answer, in_scope=result.in_scope,
+            facts=[used(f) for f in result.facts], stop=result.stop,
+            hops=[HopUsed(question=h.question, answer=h.answer, fact=used(h.fact) if h.fact else None,
+                          written_by=h.written_by) for h in result.hops],
+            timings={**result.timings, "request_s": time.perf_counter() - started})
 
 
 # ----- facts ----------------------------------------------------------------------------------------------------------

@@ -35,6 +35,30 @@ class QueryResponse(BaseModel):
     timings: dict[str, float] = Field(description="seconds: retrieve, scope, answer (of the batch), queue, total")
 
 
+class MultiHopRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(description="a question that chains several facts (\"the capital of the country of ...\")")
+    max_hops: int = Field(4, ge=1, le=8, description="links or sub-questions per question, at most")
+
+
+class HopUsed(BaseModel):
+    question: str = Field(description="the sub-question (for a walked link: the fact's key)")
+    answer: str
+    fact: FactUsed | None = Field(None, description="the stored fact of this hop, if one applied")
+    written_by: str = Field(description="kb (a stored link, walked), llm or rules (who wrote the sub-question)")
+
+
+class MultiHopResponse(BaseModel):
+    question: str
+    answer: str
+    in_scope: bool = Field(description="whether any hop used a stored fact (else the model answered as before)")
+    facts: list[FactUsed] = Field(description="the distinct stored facts used, in hop order")
+    hops: list[HopUsed]
+    stop: str = Field(description="why the hop loop ended: final, max_hops, rules_done or no_question")
+    timings: dict[str, float] = Field(description="seconds: decompose, hops, answer, total, request")
+
+
 class BatchQueryResponse(BaseModel):
     answers: list[QueryResponse]
 
