@@ -93,6 +93,22 @@ def test_a_document_sentence_answers_only_questions_naming_what_it_names(tmp_pat
     assert ask_json(kb, "Who produces the Porsche 924?", "--no-name-check")["in_scope"]
 
 
+def test_ask_multihop_walks_the_sample_chain(tmp_path):
+    """`ask --multihop` over the shipped sample: Northwind Labs' flagship product (sample-17) stores 12 kWh
+    (sample-20); the hops go to stderr, or into --json."""
+    kb = tmp_path / "kb"
+    scr("--kb", str(kb), "kb", "add", str(ROOT / "knowledge_base" / "facts.jsonl"))
+    question = "How much energy does the flagship product of Northwind Labs store?"
+    assert "hops" not in ask_json(kb, question)  # a plain ask reads one fact and has no hops
+    out = json.loads(scr("--kb", str(kb), "ask", question, "--multihop", "--json").stdout.strip())
+    assert [(h["written_by"], h["fact"]["id"]) for h in out["hops"][:2]] == [("kb", "sample-17"), ("kb", "sample-20")]
+    assert out["answer"].startswith("12 kilowatt-hours") and out["in_scope"] and out["stop"] in ("final", "max_hops")
+    text = scr("--kb", str(kb), "ask", question, "--multihop", "--max-hops", "2")
+    assert text.stdout.startswith("12 kilowatt-hours")
+    assert "kb: " in text.stderr and "sample-20" in text.stderr
+    assert scr("--kb", str(kb), "ask", question, "--multihop", "--max-hops", "0", ok=False).exit_code == 2
+
+
 def test_kb_commands_and_history(tmp_path, facts_file):
     kb = tmp_path / "kb"
     scr("--kb", str(kb), "kb", "add", str(facts_file))
