@@ -159,8 +159,10 @@ def markdown(report: dict, example: list[str] | None = None) -> str:
               f"| data | {run['data']}: {run['cases']} of {run['cases_in_file']} cases evaluated "
               f"(sha256 {run['data_sha256'][:12]}), {', '.join(map(str, run['edits_per_case']))} edits and "
               f"{', '.join(map(str, run['questions_per_case']))} paraphrased questions per case |",
-              *([f"| SCR | memory: {run['scr_kb']}; multi-hop mode: at most {run['max_hops']} hops, sub-questions by "
-                 f"{run['decompose']}; k {run['k']}, scope {run['scope_mode']} (threshold {run['scope_threshold']}) |"]
+              *([f"| SCR | memory: {run['scr_kb']}; multi-hop mode: at most {run['max_hops']} hops, "
+                 + ("stored links walked first, then sub-questions by llm"
+                    if run["decompose"] == "walk" else f"sub-questions by {run['decompose']}")
+                 + f"; k {run['k']}, scope {run['scope_mode']} (threshold {run['scope_threshold']}) |"]
                 if any(kind_of(n)[0] == "scr" for n in run.get("methods", ["scr"])) else []),
               f"| models | LLM {run['llm']} ({run['backend']}, {run['dtype']}, {run['device']}), greedy, "
               f"{run['max_new_tokens']} new tokens; embedder {run['embedder']} |",
