@@ -10,8 +10,9 @@ reasoner walks the chain instead, MeLLo-style:
      whose relation the question asks most (``link_score``), as long as the question uses a word of that link's
      relation or the chain with the link stays as like the question as without it (``walk_on``: what stops a
      walk at the links the question asks for). No sub-question is written, so a small model's weak
-     decomposition cannot break a chain the knowledge base holds. Where the walk stops, the steps below take over from the entity it reached; a walk of one link is a
-     single-hop question, which the normal scope check must accept;
+     decomposition cannot break a chain the knowledge base holds. Where the walk stops, the steps below take
+     over from the entity it reached; a walk of one link is a single-hop question, which the normal scope
+     check must accept;
   1. next sub-question: the LLM continues a transcript of the question and the sub-questions and answers so far
      (``decompose="llm"``), or a rule reads the nested "the R of the R of E" phrasing (``decompose="rules"``,
      also the fallback when the LLM writes nothing usable);
@@ -282,8 +283,8 @@ class MultiHopReasoner:
         """The next stored link of each question still walking, with the facts it was chosen from: a fact whose
         subject the question names (first link; the longest name wins, "Hey Jude" over "Jude"), then a fact about
         the last link's object that the question asks for (a word of its relation, or ``walk_on``). A question
-        without one stops walking; a
-        walk that stopped after one link gives it up unless the scope check accepts it (``_keep_single_link``)."""
+        without one stops walking; a walk that stopped after one link gives it up unless the scope check accepts
+        it (``_keep_single_link``)."""
         walking = [s for s in active if s.walking]
         if not walking:
             return {}
