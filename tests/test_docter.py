@@ -280,6 +280,30 @@ def test_evaluator_end_to_end_then_resumes_without_work(tmp_path, smol_backend, 
 
 
 @pytest.mark.data
+def test_probing_every_nth_document_over_all_documents_updates(tmp_path, smol_backend, embedder):
+    """probe_every: the probes of documents 0 and 2 only, over a knowledge base of all 4 documents' updates; with
+    updates = "probed" the same questions over those 2 documents' updates. The unmodified model's records hash the
+    same in both runs (they can be shared), SCR's do not."""
+    runs = {}
+    for updates in ("selected", "probed"):
+        out = tmp_path / updates
+        config = DocterConfig(methods=["base", "scr-upper"], limit=4, probe_every=2, updates=updates,
+                              max_new_tokens=8, out=str(out))
+        runner = DocterRunner(config, command="test", log=lambda m: None, backend=smol_backend, embedder=embedder)
+        report = runner.run()
+        scr = report["methods"]["scr-upper"]
+        assert [d.id for d in runner.docs_for("scr-upper")] == [runner.cases[0].id, runner.cases[2].id]
+        assert scr["docs"] == scr["docs_done"] == 2 and report["run"]["probed"] == 2
+        assert scr["apply_details"]["facts_added"] == (4 if updates == "selected" else 2)
+        rows = [json.loads(x) for x in (out / "records" / "scr-upper.jsonl").read_text().splitlines()]
+        assert [r["id"] for r in rows if r["type"] == "doc"] == [runner.cases[0].id, runner.cases[2].id]
+        assert "probes of one document in 2 (2 documents)" in (out / "report.md").read_text()
+        runs[updates] = {name: runner.method_hash(name, runner.make_method(name)) for name in config.methods}
+    assert runs["selected"]["base"] == runs["probed"]["base"]
+    assert runs["selected"]["scr-upper"] != runs["probed"]["scr-upper"]
+
+
+@pytest.mark.data
 def test_editing_methods_share_descents_and_count_their_cost(tmp_path, tiny_llama_dir, embedder):
     """MEMIT then AlphaEdit on the same benchmark pairs (tiny Llama): AlphaEdit reuses MEMIT's first-batch descents
     and its apply time counts them at what they cost."""

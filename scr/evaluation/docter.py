@@ -25,7 +25,9 @@ Then every probe of every selected document is answered (greedy, chat template, 
                  every method is asked the same way it answers users (SCR decides scope and injects a fact, an
                  edited model answers freely); an answer with neither word counts as wrong (its rate is reported).
 ``method_limits`` gives a method fewer documents (parameter editing costs ~20 s per edit on 2 CPU cores); the
-report then adds a table of every method on that smaller subset.
+report then adds a table of every method on that smaller subset. ``probe_every`` N asks the probes of every N-th
+document only, while the updates still come from every selected document: the same questions over a knowledge base
+N times larger (``updates = "probed"`` gives each method only the probed documents' updates, for the comparison).
 
 Run directory (resumable): ``records/<method>.jsonl`` (one row per evaluated document, per apply step, per
 answered chunk; each tagged with a hash of everything that determines the results, so a re-run skips finished
@@ -47,7 +49,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -84,6 +86,12 @@ class DocterConfig(BaseModel):
     extract_tokens: int = Field(16, ge=4, le=128, description="tokens per extracted fact line")
     batch_size: int = Field(16, ge=1, description="generation batch size")
     chunk_docs: int = Field(20, ge=1, description="documents answered per saved chunk")
+    probe_every: int = Field(1, ge=1, description="answer the probes of every N-th selected document (file order); "
+                             "the updates still come from every selected document, so N > 1 asks the same "
+                             "questions of a knowledge base N times larger")
+    updates: Literal["selected", "probed"] = Field(
+        "selected", description="whose updates a method gets: every selected document's, or only the probed ones' "
+        "(with probe_every, the same questions over a knowledge base N times smaller)")
     edit_batch_size: int | None = Field(10, ge=1, description="editing methods: edits per apply() call")
     editing: dict[str, Any] = Field(default_factory=dict, description="overrides passed to make_editor")
     seed: int = 1234
@@ -259,6 +267,7 @@ class DocterRunner:
         c, s = self.config, self.settings
         self.paths = docter_paths(c.data_dir, c.counterfact)
         self.cases = load_docter(c.data_dir, c.limit, c.counterfact, c.offset)
+        self._position = {d.id: i for i, d in enumerate(self.cases)}
         self.digests = digests(self.paths)
 
         self.memo = memo_backend(s, self.out, self.log, self._backend)
@@ -279,9 +288,23 @@ class DocterRunner:
             self._embedder = Embedder(self.settings.embedder, device=self.settings.device)
         return self._embedder
 
-    def docs_for(self, name: str) -> list[DocCase]:
+    def selected(self, name: str) -> list[DocCase]:
+        """The documents a method is run on: all selected ones, or the first ``method_limits[name]``."""
         limit = self.config.method_limits.get(name)
         return self.cases[:limit] if limit else self.cases
+
+    def probed(self, docs: Sequence[DocCase]) -> list[DocCase]:
+        """Every ``probe_every``-th of these documents, counted in the run's file order."""
+        every = self.config.probe_every
+        return [d for d in docs if self._position[d.id] % every == 0]
+
+    def docs_for(self, name: str) -> list[DocCase]:
+        """The documents whose probes the method answers."""
+        return self.probed(self.selected(name))
+
+    def update_docs(self, name: str) -> list[DocCase]:
+        """The documents whose updates the method gets (its knowledge base, or its edits)."""
+        return self.docs_for(name) if self.config.updates == "probed" else self.selected(name)
 
     def make_method(self, name: str) -> Method:
         spec = parse_method(name)
@@ -305,9 +328,13 @@ class DocterRunner:
         if spec.source in ("atomic", "extracted"):
             extraction = {"tokens": c.extract_tokens,
                           "prompt": hashlib.sha256(EXTRACT_PROMPT.encode()).hexdigest()[:12]}
-        return _hash({"data": self.digests, "docs": [d.id for d in self.docs_for(name)], "method": method.info(),
-                      "max_new_tokens": c.max_new_tokens, "llm": s.llm, "backend": s.backend, "dtype": s.dtype,
-                      "extraction": extraction, "version": 1})
+        key = {"data": self.digests, "docs": [d.id for d in self.docs_for(name)], "method": method.info(),
+               "max_new_tokens": c.max_new_tokens, "llm": s.llm, "backend": s.backend, "dtype": s.dtype,
+               "extraction": extraction, "version": 1}
+        updates = [d.id for d in self.update_docs(name)]
+        if spec.kind != "base" and updates != key["docs"]:  # only when some updated documents go unprobed
+            key["updates"] = updates
+        return _hash(key)
 
     def records(self, name: str) -> Records:
         return Records(self.out / "records" / f"{method_slug(name)}.jsonl")
@@ -341,7 +368,7 @@ class DocterRunner:
     def _run_method(self, name: str, method: Method) -> None:
         records = self.records(name)
         h = self.method_hash(name, method)
-        docs = self.docs_for(name)
+        docs, updated = self.docs_for(name), self.update_docs(name)
         done = {r["id"] for r in records.select(h, "doc")}
         todo = [d for d in docs if d.id not in done]
         if not todo:
@@ -358,12 +385,12 @@ class DocterRunner:
         with PeakMemory() as mem:
             t0 = time.perf_counter()
             method.reset()
-            details = self._apply(name, method, docs)
+            details = self._apply(name, method, updated)
             seconds = time.perf_counter() - t0
             if isinstance(details, dict):  # checkpointed, journalled and reused edits count at their cost
                 seconds = counted_apply_seconds(seconds, details)
             records.add([{"type": "apply", "h": h, "seconds": round(seconds, 3), "details": details}])
-            self.log(f"{name}: updates of {len(docs)} documents applied in {seconds:.1f} s")
+            self.log(f"{name}: updates of {len(updated)} documents applied in {seconds:.1f} s")
             for start in range(0, len(todo), self.config.chunk_docs):
                 chunk = todo[start : start + self.config.chunk_docs]
                 hits, misses = self.memo.hits, self.memo.misses

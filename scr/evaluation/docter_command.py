@@ -29,6 +29,10 @@ def command(
                                           "(editor: memit, alphaedit, balancedit, ...); -upper = upper bound"),
     limit: Optional[int] = typer.Option(None, "--limit", help="the first LIMIT documents (default 100)"),
     offset: Optional[int] = typer.Option(None, "--offset", help="skip OFFSET documents first (default 0)"),
+    probe_every: Optional[int] = typer.Option(None, "--probe-every", help="answer the probes of every N-th "
+                                              "document only; the updates still come from all (default 1)"),
+    updates: Optional[str] = typer.Option(None, "--updates", help="selected (default): every selected "
+                                          "document's updates; probed: only the probed documents'"),
     method_limit: Optional[List[str]] = typer.Option(None, "--method-limit",
                                                      help="NAME=N: fewer documents for one method (repeatable)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="generation batch size (default 16)"),
@@ -45,7 +49,7 @@ def command(
     from scr.evaluation.docter import DocterRunner, make_docter_config
 
     flags = dict(data_dir=str(data_dir) if data_dir else None, methods=methods, limit=limit,
-                 offset=offset, batch_size=batch_size, edit_batch_size=edit_batch_size,
+                 offset=offset, probe_every=probe_every, updates=updates, batch_size=batch_size, edit_batch_size=edit_batch_size,
                  seed=seed, out=str(out_dir) if out_dir else None, title=title)
 
     def add_method_limits(fields: dict) -> None:

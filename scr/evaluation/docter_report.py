@@ -35,6 +35,7 @@ def build(runner) -> dict:
         rows_of[name] = rows
         methods[name] = {
             "info": method.info(), "kind": spec.kind, "source": spec.source, "upper_bound": spec.upper_bound,
+            "selected": len(runner.selected(name)), "update_docs": len(runner.update_docs(name)),
             "docs": len(docs), "docs_done": sum(d.id in rows for d in docs),
             "scores": aggregate([rows[d.id] for d in docs if d.id in rows]),
             "apply_s": applied[-1]["seconds"] if applied else None,
@@ -43,10 +44,10 @@ def build(runner) -> dict:
             "peak_rss_mb": max(peaks) if peaks else None,
         }
     # Methods run on fewer documents (method_limits) are compared with every method on that same subset.
-    sizes = sorted({m["docs"] for m in methods.values() if m["docs"] < len(runner.cases)})
+    sizes = sorted({m["selected"] for m in methods.values() if m["selected"] < len(runner.cases)})
     subsets = {}
     for n in sizes:
-        ids = [d.id for d in runner.cases[:n]]
+        ids = [d.id for d in runner.probed(runner.cases[:n])]
         subsets[str(n)] = {name: aggregate([rows_of[name][i] for i in ids])
                            for name in methods if all(i in rows_of[name] for i in ids)}
     sessions = read_sessions(runner.out)
@@ -56,7 +57,8 @@ def build(runner) -> dict:
     return {
         "title": c.title or "DocTER: knowledge updates given as documents",
         "run": {"command": runner.command, "commands_all_sessions": sorted({x["command"] for x in sessions}),
-                "documents": len(runner.cases), "offset": c.offset, "method_limits": c.method_limits, "llm": s.llm,
+                "documents": len(runner.cases), "probed": len(runner.probed(runner.cases)),
+                "probe_every": c.probe_every, "updates": c.updates, "offset": c.offset, "method_limits": c.method_limits, "llm": s.llm,
                 "embedder": s.embedder, "backend": s.backend, "dtype": s.dtype, "scope_mode": s.scope_mode,
                 "k": s.k, "max_new_tokens": c.max_new_tokens, "extract_tokens": c.extract_tokens,
                 "edit_batch_size": c.edit_batch_size, "seed": c.seed, "data": runner.digests,
@@ -108,21 +110,29 @@ def _table(names_scores: list[tuple[str, dict, dict]], main: bool) -> list[str]:
     return lines
 
 
-def _which_documents(n: int, offset: int) -> str:
-    if not offset:
-        return f"The first {n} DocTER documents (file order)"
-    return f"DocTER documents {offset} to {offset + n - 1} (file order, {n} documents)"
+def _which_documents(run: dict) -> str:
+    n, offset, every = run["documents"], run.get("offset", 0), run.get("probe_every", 1)
+    which = (f"The first {n} DocTER documents (file order)" if not offset else
+             f"DocTER documents {offset} to {offset + n - 1} (file order, {n} documents)")
+    if every == 1:
+        return (f"{which}; all of a method's documents go into ONE knowledge base (SCR) or one sequence of edits "
+                f"({run['edit_batch_size'] or 'all'} per batch), then every probe of those documents is answered")
+    probed = f"the probes of one document in {every} ({run['probed']} documents) are answered"
+    if run.get("updates") == "probed":
+        return (f"{which}; {probed}, and a method gets only those documents' updates (ONE knowledge base, or one "
+                f"sequence of edits, {run['edit_batch_size'] or 'all'} per batch)")
+    return (f"{which}; every document's updates go into ONE knowledge base (SCR) or one sequence of edits "
+            f"({run['edit_batch_size'] or 'all'} per batch), and {probed}: the knowledge base holds {every} times "
+            f"more documents than are asked about")
 
 
 def markdown(report: dict) -> str:
     run, methods = report["run"], report["methods"]
-    n = run["documents"]
+    n, probed = run["documents"], run.get("probed", run["documents"])
     lines = [f"# {report['title']}", "", f"Command: `{run['command']}`", "",
              f"Model {run['llm']} ({run['backend']}, {run['dtype']}), greedy answers in its chat template, "
              f"{run['max_new_tokens']} new tokens; SCR embedder {run['embedder']}, k={run['k']}, scope mode "
-             f"`{run['scope_mode']}`. {_which_documents(n, run.get('offset', 0))}; all of a method's documents go "
-             f"into ONE knowledge base (SCR) or one sequence of edits ({run['edit_batch_size'] or 'all'} per batch), "
-             f"then every probe of those documents is answered. Wall time over {run['sessions']} session(s): "
+             f"`{run['scope_mode']}`. {_which_documents(run)}. Wall time over {run['sessions']} session(s): "
              f"{run['sessions_wall_s']} s.", "",
              "Metrics (percent): **edit success** = mean over documents of the share of the query and its two "
              "paraphrases whose answer contains the altered target (case-insensitive); **query** / **paraphrases** "
@@ -137,11 +147,12 @@ def markdown(report: dict) -> str:
              "contains the altered target. Methods marked UPPER BOUND are given the benchmark's own "
              "query/altered-target pair instead "
              "of the document.", ""]
-    main = [(name, m, m["scores"]) for name, m in methods.items() if m["docs"] == n]
+    main = [(name, m, m["scores"]) for name, m in methods.items() if m.get("selected", m["docs"]) == n]
     if main:
-        lines += [f"## All {n} documents", ""] + _table(main, True) + [""]
+        heading = f"All {n} documents" if probed == n else f"The {probed} probed documents of {n}"
+        lines += [f"## {heading}", ""] + _table(main, True) + [""]
     for size, scores in report["subsets"].items():
-        limited = [name for name, m in methods.items() if str(m["docs"]) == size]
+        limited = [name for name, m in methods.items() if str(m.get("selected", m["docs"])) == size]
         lines += [f"## First {size} of the {n} documents ({', '.join(limited)} limited to them)", "",
                   "Every method's scores on the same documents. SCR's knowledge base and the other methods' "
                   f"updates still hold all the documents the method was given (up to {n}), so the methods limited "
@@ -157,7 +168,9 @@ def markdown(report: dict) -> str:
         if m["kind"] == "edit" and m["source"] == "upper":
             per_doc, carry = 1, f"{m['docs'] - d.get('docs_without_subject', 0)} (subjects: {d.get('subjects')})"
         apply_s = "-" if m["apply_s"] is None else f"{m['apply_s']:.1f}"
-        lines.append(f"| {_label(name, m)} | {m['docs_done']}/{m['docs']} | {_updates(m)} | {per_doc} | {carry} | "
+        updated = m.get("update_docs", m["docs"])
+        from_docs = f" (updates of {updated})" if updated != m["docs"] else ""
+        lines.append(f"| {_label(name, m)} | {m['docs_done']}/{m['docs']}{from_docs} | {_updates(m)} | {per_doc} | {carry} | "
                      f"{apply_s} | {m['answer_s']:.0f} | {m['peak_rss_mb'] or '-'} |")
     lines += ["", f"Subjects for editing the benchmark pairs: {run['subjects']} (`counterfact`: the CounterFact record "
               "with the same id and the same edit; `derived`: read off the query and its paraphrases).", "",
@@ -172,7 +185,9 @@ def plot(report: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     methods, n = report["methods"], report["run"]["documents"]
-    panels = [(f"all {n} documents", {name: m["scores"] for name, m in methods.items() if m["docs"] == n})]
+    probed = report["run"].get("probed", n)
+    title = f"all {n} documents" if probed == n else f"{probed} probed of {n} documents"
+    panels = [(title, {name: m["scores"] for name, m in methods.items() if m.get("selected", m["docs"]) == n})]
     panels += [(f"first {size} documents", scores) for size, scores in report["subsets"].items()]
     panels = [(t, s) for t, s in panels if s]
     if not panels:
