@@ -16,7 +16,8 @@ from scr.kb.ingest import IngestError
 from scr.llm import LLMBackend, make_backend
 from scr.models import set_offline_env
 from scr.pipeline import Answer, SCRPipeline
-from scr.scope import ScopeChecker, SubjectRelationScope, build_scope_checker, make_scope_checker
+from scr.scope import (SUBJECT_RELATION_MODES, ScopeChecker, SubjectRelationScope, build_scope_checker,
+                       make_scope_checker)
 
 
 class Engine:
@@ -62,7 +63,8 @@ class Engine:
         return SCRPipeline(self.kb(create=True), self.backend, self.scope, k=s.k, max_new_tokens=s.max_new_tokens,
                            max_question_chars=s.max_question_chars, answer_style=s.answer_style,
                            context_facts=s.context_facts, scope_final_sentence=s.final_sentence_retry,
-                           answer_final_sentence=s.answer_final_sentence)
+                           answer_final_sentence=s.answer_final_sentence,
+                           retry_names=s.scope_names and s.scope_mode in SUBJECT_RELATION_MODES)
 
     # Knowledge base ----------------------------------------------------------------------------------------
     def ingest(self, paths: Sequence[str | Path], skip_invalid: bool = False, progress=None,

@@ -218,7 +218,8 @@ class MultiHopReasoner:
         self.hops = SCRPipeline(pipeline.kb, pipeline.backend, hop_scope(pipeline.scope), pipeline.k,
                                 pipeline.max_new_tokens, pipeline.max_question_chars,
                                 scope_final_sentence=pipeline.scope_final_sentence,
-                                answer_final_sentence=pipeline.answer_final_sentence)
+                                answer_final_sentence=pipeline.answer_final_sentence,
+                                retry_names=pipeline.retry_names)
         self.max_hops = max_hops
         self.decompose = decompose
         self.walk_tolerance = walk_tolerance

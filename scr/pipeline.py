@@ -12,7 +12,7 @@ from scr import prompts
 from scr.kb.records import FactHit, fact_object
 from scr.kb.store import KnowledgeBase
 from scr.llm.base import LLMBackend, as_chat
-from scr.scope import ScopeChecker, ScopeDecision, final_sentence
+from scr.scope import ScopeChecker, ScopeDecision, final_sentence, shares_a_name
 
 ANSWER_STYLES = ("paper", "object-first")
 
@@ -63,7 +63,8 @@ def base_prompt(question: str):
 class SCRPipeline:
     def __init__(self, kb: KnowledgeBase, backend: LLMBackend, scope: ScopeChecker, k: int = 5,
                  max_new_tokens: int = 48, max_question_chars: int = 4000, answer_style: str = "object-first",
-                 context_facts: int = 1, scope_final_sentence: bool = True, answer_final_sentence: bool = True):
+                 context_facts: int = 1, scope_final_sentence: bool = True, answer_final_sentence: bool = True,
+                 retry_names: bool = False):
         if answer_style not in ANSWER_STYLES:
             raise ValueError(f"unknown answer style {answer_style!r} ({', '.join(ANSWER_STYLES)})")
         if context_facts < 1:
@@ -78,6 +79,7 @@ class SCRPipeline:
         self.context_facts = context_facts
         self.scope_final_sentence = scope_final_sentence
         self.answer_final_sentence = answer_final_sentence
+        self.retry_names = retry_names
 
     def ask(self, question: str) -> Answer:
         return self.ask_batch([question])[0]
@@ -117,7 +119,10 @@ class SCRPipeline:
         """Each question's candidate facts (retrieved unless given) and its scope decision. A question that no fact
         answers and whose last sentence follows other text is tried again on that sentence alone
         (``final_sentence``): the text before it dilutes its similarity to every fact. Such a decision carries
-        that sentence (``ScopeDecision.question``)."""
+        that sentence (``ScopeDecision.question``). With ``retry_names``, a fact stored without a subject takes
+        part in the retry only if it names what the whole question names (``shares_a_name``): "Where is Vision
+        Australia? It is located in" must not take "it may be located in another state" through its last sentence,
+        which names nothing (evals/results/docter_scale)."""
         candidates = list(candidates) if candidates is not None else self.kb.search(questions, self.k)
         decisions = self.scope.decide(questions, candidates)
         if self.scope_final_sentence:
@@ -126,6 +131,9 @@ class SCRPipeline:
             if retry:
                 lasts = [last for _, last in retry]
                 found = self.kb.search(lasts, self.k)
+                if self.retry_names:
+                    found = [[h for h in hits if h.subject or shares_a_name(questions[n], h.text)]
+                             for (n, _), hits in zip(retry, found)]
                 for (n, last), hits, decision in zip(retry, found, self.scope.decide(lasts, found)):
                     if decision.in_scope:
                         candidates[n], decisions[n] = hits, replace(decision, question=last)

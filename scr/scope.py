@@ -205,6 +205,10 @@ def final_sentence(question: str, min_words: int = 2) -> str | None:
     return last if start and len(last.split()) >= min_words else None
 
 
+# The modes that run the subject-relation check (and so its name checks, ``Settings.scope_names``).
+SUBJECT_RELATION_MODES = ("default", "subject-relation", "relation-encoder")
+
+
 class SubjectRelationScope:
     """The similarity gate, then the same-subject and same-relation check (module docstring).
 
@@ -431,7 +435,7 @@ def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend]
         from scr.scope_encoder import ScopeEncoder
 
         encoder = ScopeEncoder.load()
-    if mode in ("default", "subject-relation", "relation-encoder"):
+    if mode in SUBJECT_RELATION_MODES:
         if embed is None:
             raise ValueError(f"scope mode {mode!r} needs the knowledge base's embedder")
         return SubjectRelationScope(embed, threshold, relation_threshold, other_subject_threshold,

@@ -10,6 +10,7 @@ import pytest
 from scr.kb import FactInput
 from scr.kb.records import FactHit
 from scr.pipeline import QuestionError, SCRPipeline
+from scr.engine import Engine
 from scr.scope import (OTHER_NAME_THRESHOLD, GatedChoiceScope, LLMChoiceScope, PaperScope, ScopeDecision,
                        SimilarityScope, SubjectRelationScope, build_scope_checker, conflicting_name, entity_names,
                        excludes_object, final_sentence, make_scope_checker, names_subject, parse_paper_output,
@@ -375,6 +376,28 @@ def test_scope_retries_on_the_last_sentence_of_a_question_led_by_other_text(pipe
                                          whole.facts, ScopeDecision(0))[-1]["content"]
     pipeline.scope_final_sentence = False
     assert not pipeline.ask(led).in_scope
+
+
+def test_the_retry_on_a_last_sentence_keeps_the_whole_questions_names(make_kb, embedder, smol_backend, tmp_path):
+    """"It is located in", the last sentence of "Where is Arnold Arboretum? It is located in", names nothing, so a
+    sentence of another document that names nothing either passes the name check on it. With ``retry_names`` (on
+    wherever the name check is) such a fact must name what the whole question names; a sentence that does still
+    answers a question led by unrelated text."""
+    kb = make_kb()
+    kb.add([FactInput(text="Some have suggested that it may be located in another state or even another country."),
+            FactInput(text="Danielle Darrieux was a native of England, her family said.")])
+    scope = make_scope_checker("default", None, 0.59, embed=embedder.embed)
+    questions = ["Where is Arnold Arboretum? It is located in",
+                 "Shayna does this and Yossel goes still and dies. Danielle Darrieux, a native"]
+    for retry_names, first_in_scope in ((False, True), (True, False)):
+        hits, decisions = SCRPipeline(kb, None, scope, retry_names=retry_names).decide(questions)
+        assert decisions[0].in_scope is first_in_scope
+        assert decisions[1].in_scope and decisions[1].question == "Danielle Darrieux, a native"
+        assert "Darrieux" in hits[1][decisions[1].fact_index].text
+    for settings, expected in ((Settings(kb_dir=tmp_path / "kb"), True),
+                               (Settings(kb_dir=tmp_path / "kb", scope_names=False), False),
+                               (Settings(kb_dir=tmp_path / "kb", scope_mode="similarity"), False)):
+        assert Engine(settings, backend=smol_backend, embedder=embedder).pipeline.retry_names is expected
 
 
 @pytest.mark.parametrize("bad, message", [("", "empty"), ("   ", "empty"), ("x" * 201, "limit is 200"),

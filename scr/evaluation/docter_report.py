@@ -35,7 +35,7 @@ def build(runner) -> dict:
         rows_of[name] = rows
         methods[name] = {
             "info": method.info(), "kind": spec.kind, "source": spec.source, "upper_bound": spec.upper_bound,
-            "selected": len(runner.selected(name)), "update_docs": len(runner.update_docs(name)),
+            "selected": len(runner.selected(name)), "update_docs": len(docs if spec.kind == "base" else runner.update_docs(name)),
             "docs": len(docs), "docs_done": sum(d.id in rows for d in docs),
             "scores": aggregate([rows[d.id] for d in docs if d.id in rows]),
             "apply_s": applied[-1]["seconds"] if applied else None,

@@ -32,7 +32,7 @@ from scr import prompts as prompt_texts
 from scr.evaluation.data import Case, Probe
 from scr.llm.base import TokenScores, as_chat
 from scr.pipeline import base_prompt, context_text
-from scr.scope import NAME_THRESHOLD, OTHER_NAME_THRESHOLD
+from scr.scope import NAME_THRESHOLD, OTHER_NAME_THRESHOLD, SUBJECT_RELATION_MODES
 from scr.scope_encoder import DEFAULT_ENCODER_PATH, read_info
 
 SCOPE_MODES = ("default", "subject-relation", "relation-encoder", "paper", "llm", "similarity", "gated-llm", "encoder")
@@ -208,7 +208,7 @@ class SCRMethod(Method):
         # These keys are part of the hash that lets a run resume: add to them, never rename them.
         info = {"method": self.name, "scope_mode": s.scope_mode, "k": s.k, "scope_threshold": s.scope_threshold,
                 "embedder": s.embedder}
-        if s.scope_mode in ("default", "subject-relation", "relation-encoder"):
+        if s.scope_mode in SUBJECT_RELATION_MODES:
             info.update(scope_check="subject-relation", scope_relation_threshold=s.scope_relation_threshold,
                         scope_other_subject_threshold=s.scope_other_subject_threshold)
             if s.scope_names:  # only when set, so that runs from before the name check keep their hash
