@@ -64,6 +64,9 @@ def main(
         None, "--name-check/--no-name-check",
         help="a fact stored without a subject (a document's sentence) answers only questions that name nothing or "
              "something it names"),
+    scope_name_match: Optional[str] = typer.Option(
+        None, "--name-match", help="with the name check, how a fact must name what the question names: whole-name "
+                                   "(by that name or its last part, not another name ending alike) or last-word"),
     scope_name_conflicts: Optional[bool] = typer.Option(
         None, "--name-conflicts/--no-name-conflicts",
         help="a question that names another entity is out of a fact's scope: a name sharing a word with the fact's "
@@ -77,7 +80,7 @@ def main(
                      scope_min_probability=scope_min_probability, scope_encoder=scope_encoder,
                      answer_style=answer_style, context_facts=context_facts,
                      scope_final_sentence=scope_final_sentence, scope_names=scope_names,
-                     scope_name_conflicts=scope_name_conflicts,
+                     scope_name_conflicts=scope_name_conflicts, scope_name_match=scope_name_match,
                      max_new_tokens=max_new_tokens, device=device)
     ctx.obj = {"config": config, "overrides": overrides}
 

@@ -87,6 +87,11 @@ class Settings(BaseModel):
                           "free text) is in scope only when the question names nothing or the fact contains the last "
                           "word of one of the question's names (\"924\" of \"Porsche 924\"): a sentence about the "
                           "Porsche 911 does not answer questions about the 924 (evals/results/docter_dev)")
+    scope_name_match: Literal["whole-name", "last-word"] = Field(
+        "whole-name", description="with scope_names, how the fact must name what the question names: whole-name (by "
+                                  "the name or a part of it ending in its last word, not by a longer or another name: "
+                                  "\"Derrick Brooks\" does not answer for \"Aaron Brooks\"), or last-word (the "
+                                  "last word anywhere, as before 2026-12-05; evals/results/docter_scale_dev)")
     scope_name_conflicts: bool = Field(
         True, description="default (subject-relation) modes: a fact is out of scope of a question that names another "
                           "entity sharing a word with the fact's subject (\"Janice Dickinson\" for a fact on Angie "

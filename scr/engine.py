@@ -64,7 +64,8 @@ class Engine:
                            max_question_chars=s.max_question_chars, answer_style=s.answer_style,
                            context_facts=s.context_facts, scope_final_sentence=s.final_sentence_retry,
                            answer_final_sentence=s.answer_final_sentence,
-                           retry_names=s.scope_names and s.scope_mode in SUBJECT_RELATION_MODES)
+                           retry_names=s.scope_names and s.scope_mode in SUBJECT_RELATION_MODES,
+                           name_match=s.scope_name_match)
 
     # Knowledge base ----------------------------------------------------------------------------------------
     def ingest(self, paths: Sequence[str | Path], skip_invalid: bool = False, progress=None,
@@ -116,7 +117,7 @@ class Engine:
         return make_scope_checker("subject-relation", None, s.scope_threshold, embed=self.embedder.embed,
                                   relation_threshold=s.scope_relation_threshold,
                                   other_subject_threshold=s.scope_other_subject_threshold, names=s.scope_names,
-                                  name_conflicts=s.scope_name_conflicts)
+                                  name_conflicts=s.scope_name_conflicts, name_match=s.scope_name_match)
 
     def retract(self, fact_id: str, reason: str | None = None):
         return self.kb().retract(fact_id, reason)

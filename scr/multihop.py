@@ -219,7 +219,7 @@ class MultiHopReasoner:
                                 pipeline.max_new_tokens, pipeline.max_question_chars,
                                 scope_final_sentence=pipeline.scope_final_sentence,
                                 answer_final_sentence=pipeline.answer_final_sentence,
-                                retry_names=pipeline.retry_names)
+                                retry_names=pipeline.retry_names, name_match=pipeline.name_match)
         self.max_hops = max_hops
         self.decompose = decompose
         self.walk_tolerance = walk_tolerance

@@ -48,3 +48,44 @@ def name_heads(text: str) -> list[set[str]]:
             if tokens:
                 heads.append(tokens)
     return heads
+
+
+# Words that join two names into one run ("Charles IV of Spain", "Bosnia and Herzegovina"): a text may call either
+# part by itself. Particles ("van Gogh", "da Vinci") stay inside their part.
+_JOINS = re.compile(r"\s+(?:of|the|and)\s+")
+# Titles a text may put before a name the question gives without them ("President Obama", "Dr. Chen").
+_TITLES = frozenset("""mr mrs ms miss dr sir dame lord lady president king queen prince princess pope saint st
+general senator governor mayor professor prof judge""".split())
+
+
+def _name_parts(text: str, openers: frozenset[str] | set[str]) -> list[list[str]]:
+    """Each name of ``text`` split at joining words, as lower-cased word tokens."""
+    return [re.findall(r"\w+", part.lower()) for name in find_names(text, openers) for part in _JOINS.split(name)]
+
+
+def _within(short: list[str], long: list[str]) -> bool:
+    """Is ``short`` a contiguous run of ``long``?"""
+    n = len(short)
+    return 0 < n <= len(long) and any(long[i:i + n] == short for i in range(len(long) - n + 1))
+
+
+def names_the_same(question: str, text: str) -> bool:
+    """Does ``text`` name something the question names, by that name or a part of it that ends in its last word,
+    and not by a longer or different name? "Darrieux" and "Danielle Darrieux's" name "Danielle Darrieux";
+    "Derrick Brooks" does not name "Aaron Brooks", "Nintendo DS Lite" not "Nintendo DS", "British Antarctic
+    Territory" not "Australian Antarctic Territory": the last word alone (``name_heads``) lets a sentence about
+    another entity answer for the question's (DocTER at 2000 documents, evals/results/docter_scale_dev). A title
+    before the name ("President Obama") is allowed. A question that names nothing is named by any text."""
+    questions = _name_parts(question, QUESTION_OPENERS)
+    if not questions:
+        return True
+    mentions = []
+    for tokens in _name_parts(text, _NOT_NAMES):
+        while len(tokens) > 1 and tokens[0] in _TITLES:
+            tokens = tokens[1:]
+        mentions.append(tokens)
+    for name in questions:
+        for mention in mentions:
+            if mention and mention[-1] == name[-1] and _within(mention, name):
+                return True
+    return False

@@ -64,7 +64,7 @@ class SCRPipeline:
     def __init__(self, kb: KnowledgeBase, backend: LLMBackend, scope: ScopeChecker, k: int = 5,
                  max_new_tokens: int = 48, max_question_chars: int = 4000, answer_style: str = "object-first",
                  context_facts: int = 1, scope_final_sentence: bool = True, answer_final_sentence: bool = True,
-                 retry_names: bool = False):
+                 retry_names: bool = False, name_match: str = "whole-name"):
         if answer_style not in ANSWER_STYLES:
             raise ValueError(f"unknown answer style {answer_style!r} ({', '.join(ANSWER_STYLES)})")
         if context_facts < 1:
@@ -80,6 +80,7 @@ class SCRPipeline:
         self.scope_final_sentence = scope_final_sentence
         self.answer_final_sentence = answer_final_sentence
         self.retry_names = retry_names
+        self.name_match = name_match
 
     def ask(self, question: str) -> Answer:
         return self.ask_batch([question])[0]
@@ -132,7 +133,7 @@ class SCRPipeline:
                 lasts = [last for _, last in retry]
                 found = self.kb.search(lasts, self.k)
                 if self.retry_names:
-                    found = [[h for h in hits if h.subject or shares_a_name(questions[n], h.text)]
+                    found = [[h for h in hits if h.subject or shares_a_name(questions[n], h.text, self.name_match)]
                              for (n, _), hits in zip(retry, found)]
                 for (n, last), hits, decision in zip(retry, found, self.scope.decide(lasts, found)):
                     if decision.in_scope:

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from scr import prompts
-from scr.names import NAME_CONNECTIVES, QUESTION_OPENERS, find_names, name_heads
+from scr.names import NAME_CONNECTIVES, QUESTION_OPENERS, find_names, name_heads, names_the_same
 from scr.kb.records import FactHit, fact_object
 from scr.llm.base import LLMBackend, as_chat
 
@@ -136,11 +136,22 @@ def conflicting_name(question: str, subject: str, relation: set[str] = frozenset
     return None
 
 
-def shares_a_name(question: str, fact_text: str) -> bool:
+# How a fact without a subject must name what the question names (``Settings.scope_name_match``).
+NAME_MATCHES = ("whole-name", "last-word")
+
+
+def shares_a_name(question: str, fact_text: str, match: str = "whole-name") -> bool:
     """Does a fact stored without a subject name what the question asks about? Yes when the question names nothing,
-    or when the fact contains what identifies one of the question's names: its last word ("Darrieux" for
-    "Danielle Darrieux", "924" for "Porsche 924"). Without this, a sentence's similarity alone lets it answer
-    questions about a neighbouring subject (evals/results/docter_dev: 27 of 36 changed neighbour answers)."""
+    or when the fact contains what identifies one of the question's names. ``last-word``: the name's last word
+    anywhere in the fact ("Darrieux" for "Danielle Darrieux", "924" for "Porsche 924"). Without it, a sentence's
+    similarity alone lets it answer questions about a neighbouring subject (evals/results/docter_dev: 27 of 36
+    changed neighbour answers). ``whole-name``: also, the fact must call it by that name or a part of it ending in
+    that word, not by a longer or another name ("Derrick Brooks" is not "Aaron Brooks"; ``names_the_same``),
+    which a knowledge base of 2000 documents needs (evals/results/docter_scale_dev)."""
+    if match not in NAME_MATCHES:
+        raise ValueError(f"unknown name match {match!r} (choose from {', '.join(NAME_MATCHES)})")
+    if match == "whole-name":
+        return names_the_same(question, fact_text)
     heads = name_heads(question)
     if not heads:
         return True
@@ -226,9 +237,11 @@ class SubjectRelationScope:
     def __init__(self, embed: Callable[[list[str]], "np.ndarray"], threshold: float, relation_threshold: float,
                  other_subject_threshold: float, encoder=None, band: float = 0.5,
                  min_probability: float | None = None, names: bool = True, name_conflicts: bool = True,
-                 name_threshold: float = NAME_THRESHOLD, other_name_threshold: float | None = OTHER_NAME_THRESHOLD):
+                 name_threshold: float = NAME_THRESHOLD, other_name_threshold: float | None = OTHER_NAME_THRESHOLD,
+                 name_match: str = "whole-name"):
         self.embed = embed
         self.names = names  # facts without a subject must share a name with the question (``shares_a_name``)
+        self.name_match = name_match
         # A question naming another entity (``conflicting_name``, cosine to the subject below ``name_threshold``)
         # is not about the fact.
         self.name_conflicts = name_conflicts
@@ -289,7 +302,7 @@ class SubjectRelationScope:
                     continue
                 by_key = False  # accepted on key similarity alone: the question does not name the subject
                 if not hit.subject:
-                    if not self.names or shares_a_name(question, hit.text):
+                    if not self.names or shares_a_name(question, hit.text, self.name_match):
                         ok.append(i)
                 elif names_subject(question, hit.subject):
                     if not self.asks_all_of(question, hit):  # else the relation is settled without embeddings
@@ -426,7 +439,8 @@ def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend]
                        relation_threshold: float = 0.75, other_subject_threshold: float = 0.67,
                        relation_band: float = 0.5, names: bool = True, name_conflicts: bool = True,
                        name_threshold: float = NAME_THRESHOLD,
-                       other_name_threshold: float | None = OTHER_NAME_THRESHOLD) -> ScopeChecker:
+                       other_name_threshold: float | None = OTHER_NAME_THRESHOLD,
+                       name_match: str = "whole-name") -> ScopeChecker:
     """The scope check of ``mode``. ``backend`` may be a callable, called only by the modes that use the LLM;
     ``encoder`` is the ScopeEncoder of the encoder mode (the shipped one when None); ``embed`` is the
     knowledge base's ``embed(texts)`` for the subject-relation mode."""
@@ -440,7 +454,7 @@ def make_scope_checker(mode: str, backend: LLMBackend | Callable[[], LLMBackend]
             raise ValueError(f"scope mode {mode!r} needs the knowledge base's embedder")
         return SubjectRelationScope(embed, threshold, relation_threshold, other_subject_threshold,
                                     encoder if mode == "relation-encoder" else None, relation_band, min_probability,
-                                    names, name_conflicts, name_threshold, other_name_threshold)
+                                    names, name_conflicts, name_threshold, other_name_threshold, name_match)
     if mode == "encoder":
         return EncoderScope(encoder, min_probability)
     if mode == "similarity":
@@ -470,4 +484,5 @@ def build_scope_checker(settings, backend: LLMBackend | Callable[[], LLMBackend]
     return make_scope_checker(settings.scope_mode, backend, settings.scope_threshold, encoder,
                               settings.scope_min_probability, embed if embedder is not None else None,
                               settings.scope_relation_threshold, settings.scope_other_subject_threshold,
-                              settings.scope_relation_band, settings.scope_names, settings.scope_name_conflicts)
+                              settings.scope_relation_band, settings.scope_names, settings.scope_name_conflicts,
+                              name_match=settings.scope_name_match)

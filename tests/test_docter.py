@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from scr.config import Settings
 from scr.engine import Engine
 from scr.evaluation.data import DatasetError
-from scr.evaluation.docter import DocterConfig, DocterRunner, aggregate, parse_method, probes, score_doc
+from scr.evaluation.docter import (DocterConfig, DocterRunner, aggregate, parse_method, probes, score_doc,
+                                  updated_elsewhere)
 from scr.evaluation.docter_data import (FILES, DocCase, ReasoningItem, counterfact_subjects, derive_subject,
                                         docter_paths, load_docter, parse_yes_no, read_documents, read_edits,
                                         read_locality, read_reasoning)
@@ -206,6 +207,30 @@ def test_scores_by_hand():
     assert total["edit_success"] == pytest.approx(1 / 3) and total["reasoning_accuracy"] == pytest.approx(4 / 6)
 
 
+def test_neighbours_another_document_edits_are_left_out_of_the_kept_locality():
+    """With every document's updates applied, "Hank Aaron plays" SHOULD change when another document moves Hank
+    Aaron from baseball to basketball: a neighbour prompt naming another document's subject, with that document's
+    original target (the same relation), is left out of locality_unchanged_kept. A document on Hank Aaron with
+    another original target (another relation) does not edit the prompt; nor does the document itself."""
+    def case(id_, subject, original, neighbours=()):
+        return DocCase(id=id_, index=id_, document="", query="q", paraphrases=("p",), original=original,
+                       altered="x", neighbours=tuple(neighbours), reasoning=(), subject=subject,
+                       subject_source="derived")
+
+    probed = case(1, "Satchel Paige", "baseball", ["Hank Aaron plays", "Hank Aaronson plays", "Babe Ruth plays"])
+    others = [probed, case(2, "Hank Aaron", "baseball"), case(3, "Hank Aaronson", "Atlanta"),
+              case(4, "Babe Ruth", "Baseball ")]
+    assert updated_elsewhere(probed, others) == {0, 2}  # "Hank Aaronson" is not "Hank Aaron"; 3 is another relation
+    assert updated_elsewhere(probed, others[:1]) == set()
+    row = {"id": 1, "edit": [], "scores": {"locality_unchanged": 1 / 3, "reasoning_n": 0, "reasoning_correct": 0,
+                                         "reasoning_parsed": 0},
+           "locality": [{"answer": "basketball", "reference": "baseball"}, {"answer": "a", "reference": "a"},
+                        {"answer": "golf", "reference": "baseball"}]}
+    total = aggregate([row], {1: {0, 2}})
+    assert total["locality_unchanged"] == pytest.approx(1 / 3) and total["locality_unchanged_kept"] == 1.0
+    assert total["neighbours_updated_elsewhere"] == 2 and "locality_unchanged_kept" not in aggregate([row])
+
+
 def test_method_names():
     assert parse_method("scr") == parse_method("scr-sentences")
     assert parse_method("memit-upper").upper_bound and parse_method("scr-upper").upper_bound
@@ -301,6 +326,33 @@ def test_probing_every_nth_document_over_all_documents_updates(tmp_path, smol_ba
         runs[updates] = {name: runner.method_hash(name, runner.make_method(name)) for name in config.methods}
     assert runs["selected"]["base"] == runs["probed"]["base"]
     assert runs["selected"]["scr-upper"] != runs["probed"]["scr-upper"]
+
+
+def test_probe_start_picks_another_window_and_the_name_match_is_in_sentence_runs_hashes(tmp_path, smol_backend,
+                                                                                          embedder):
+    """probe_start 1 of every 2 asks documents 1 and 3 (a development window beside documents 0 and 2), under its
+    own hash. The name match judges sentences, which carry no subject, so it enters the hash of sentence runs only,
+    and "last-word" keeps the hash such runs had before the setting."""
+    def runner(settings=None, **fields):
+        config = DocterConfig(methods=["base", "scr", "scr-upper"], limit=4, probe_every=2, out=str(tmp_path),
+                              **fields)
+        made = DocterRunner(config, settings or Settings(), command="test", log=lambda m: None,
+                            backend=smol_backend, embedder=embedder)
+        made.setup()
+        return made
+
+    first, second = runner(), runner(probe_start=1)
+    assert [d.id for d in second.docs_for("scr")] == [first.cases[1].id, first.cases[3].id]
+    assert [d.id for d in first.docs_for("scr")] == [first.cases[0].id, first.cases[2].id]
+    assert first.method_hash("scr", first.make_method("scr")) != second.method_hash("scr", second.make_method("scr"))
+    with pytest.raises(ValueError, match="probe_start must be below probe_every"):
+        DocterConfig(probe_every=2, probe_start=2)
+    hashes = {}
+    for match in ("whole-name", "last-word"):
+        made = runner(Settings(scope_name_match=match))
+        hashes[match] = {name: made.method_hash(name, made.make_method(name)) for name in ("scr", "scr-upper")}
+    assert hashes["whole-name"]["scr"] != hashes["last-word"]["scr"]
+    assert hashes["whole-name"]["scr-upper"] == hashes["last-word"]["scr-upper"]
 
 
 @pytest.mark.data

@@ -213,6 +213,39 @@ def test_a_fact_without_a_subject_must_name_what_the_question_names(embedder):
     assert not build_scope_checker(Settings(scope_names=False), None, embedder).names
 
 
+def test_a_fact_without_a_subject_must_call_the_question_s_entity_by_its_name(embedder):
+    """With 2000 DocTER documents in one knowledge base, a sentence about another entity whose name ends in the same
+    word ("Derrick Brooks" for "Aaron Brooks", "British Antarctic Territory" for the Australian one) passed the
+    last-word name check and answered neighbour prompts. The whole-name match (the default) wants the question's
+    name or a part of it ending in its last word, a title before it allowed; "last-word" keeps the old check."""
+    same = [("The mother tongue of Danielle Darrieux is", "Behind the fame lies a fact about Darrieux: English."),
+            ("The mother tongue of Danielle Darrieux is", "Danielle Darrieux's mother tongue was English."),
+            ("Theo van Gogh speaks", "Few know that van Gogh spoke Latin."),
+            ("Where was the Porsche 924 made?", "The 924 was built in Neckarsulm."),
+            ("Who did Charles IV of Spain marry?", "The King of Spain married twice."),
+            ("Who is Barack Obama?", "President Obama said so."),
+            ("what is the capital?", "Paris is the capital.")]
+    other = [("Aaron Brooks, the", "Derrick Brooks is a name that is familiar to sports fans."),
+             ("Nintendo DS, produced by", "For more on the Nintendo DS Lite, visit the Nintendo website."),
+             ("Australian Antarctic Territory is in", "The British Antarctic Territory was established in 1908."),
+             ("Theo van Gogh speaks", "Vincent van Gogh was born in Zundert."),
+             ("Michael Jackson's occupation is", "Jackson Jackson is a name that many have heard of."),
+             ("Windows 3.1 is a product of", "Windows NT 3.1 was made by Adobe.")]
+    for question, text in same:
+        assert shares_a_name(question, text) and shares_a_name(question, text, "last-word"), (question, text)
+    for question, text in other:
+        assert not shares_a_name(question, text), (question, text)
+        assert shares_a_name(question, text, "last-word"), (question, text)  # what the old check let through
+    with pytest.raises(ValueError, match="unknown name match 'first-word'"):
+        shares_a_name("Who is Barack Obama?", "Obama", "first-word")
+    # The setting reaches the scope check and the last-sentence retry.
+    questions = ["Aaron Brooks, the", "Derrick Brooks plays as"]
+    hits = [[hit("Derrick Brooks, the linebacker, in fact played as a midfielder.", 0.8)] for _ in questions]
+    for match, expected in (("whole-name", [False, True]), ("last-word", [True, True])):
+        checker = build_scope_checker(Settings(scope_name_match=match), None, embedder)
+        assert [d.in_scope for d in checker.decide(questions, hits)] == expected, match
+
+
 def test_relation_encoder_mode_lets_the_encoder_settle_close_relation_wordings(make_kb, embedder):
     """A paraphrase worded apart from the fact's relation (cosine in the band) is rejected by the subject-relation
     check and accepted once the scope encoder reads it; other relations stay out, and with the band closed
@@ -398,6 +431,17 @@ def test_the_retry_on_a_last_sentence_keeps_the_whole_questions_names(make_kb, e
                                (Settings(kb_dir=tmp_path / "kb", scope_names=False), False),
                                (Settings(kb_dir=tmp_path / "kb", scope_mode="similarity"), False)):
         assert Engine(settings, backend=smol_backend, embedder=embedder).pipeline.retry_names is expected
+    # The retry asks for the question's name as the name check does (scope_name_match): here only the retry's
+    # filter judges names (the scope check's own name check is off).
+    kb.add([FactInput(text="Derrick Brooks, the famous linebacker, played as a midfielder.")])
+    nameless = make_scope_checker("default", None, 0.59, embed=embedder.embed, names=False)
+    question = ["Shayna does this and Yossel goes still and dies. Aaron Brooks, the linebacker, played as a"]
+    for match, in_scope in (("last-word", True), ("whole-name", False)):
+        _, decisions = SCRPipeline(kb, None, nameless, retry_names=True, name_match=match).decide(question)
+        assert decisions[0].in_scope is in_scope, match
+    engine = Engine(Settings(kb_dir=tmp_path / "kb", scope_name_match="last-word"), backend=smol_backend,
+                    embedder=embedder)
+    assert engine.pipeline.name_match == "last-word" and engine.scope.name_match == "last-word"
 
 
 @pytest.mark.parametrize("bad, message", [("", "empty"), ("   ", "empty"), ("x" * 201, "limit is 200"),

@@ -26,8 +26,8 @@ Then every probe of every selected document is answered (greedy, chat template, 
                  edited model answers freely); an answer with neither word counts as wrong (its rate is reported).
 ``method_limits`` gives a method fewer documents (parameter editing costs ~20 s per edit on 2 CPU cores); the
 report then adds a table of every method on that smaller subset. ``probe_every`` N asks the probes of every N-th
-document only, while the updates still come from every selected document: the same questions over a knowledge base
-N times larger (``updates = "probed"`` gives each method only the probed documents' updates, for the comparison).
+document only (from position ``probe_start``), while the updates still come from every selected document: the same
+questions over a knowledge base N times larger (``updates = "probed"`` gives each method only the probed documents' updates, for the comparison).
 
 Run directory (resumable): ``records/<method>.jsonl`` (one row per evaluated document, per apply step, per
 answered chunk; each tagged with a hash of everything that determines the results, so a re-run skips finished
@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from scr.config import Settings
 from scr.evaluation.config import EvalConfigError, split_names, validated
@@ -66,6 +66,7 @@ from scr.kb.extract import EXTRACT_PROMPT, AtomicExtractor, AtomicFact
 from scr.kb.ingest import sentence_facts
 from scr.kb.records import FactInput
 from scr.pipeline import base_prompt
+from scr.scope import SUBJECT_RELATION_MODES
 
 Log = Callable[[str], None]
 SOURCES = {"scr": ("sentences", "atomic", "upper"), "edit": ("extracted", "upper")}
@@ -89,6 +90,8 @@ class DocterConfig(BaseModel):
     probe_every: int = Field(1, ge=1, description="answer the probes of every N-th selected document (file order); "
                              "the updates still come from every selected document, so N > 1 asks the same "
                              "questions of a knowledge base N times larger")
+    probe_start: int = Field(0, ge=0, description="with probe_every N: the position (0 to N-1) of the first probed "
+                             "document, so another window of the same documents can choose settings (a dev set)")
     updates: Literal["selected", "probed"] = Field(
         "selected", description="whose updates a method gets: every selected document's, or only the probed ones' "
         "(with probe_every, the same questions over a knowledge base N times smaller)")
@@ -114,6 +117,12 @@ class DocterConfig(BaseModel):
             if n < 1:
                 raise ValueError(f"method_limits.{name} must be at least 1, got {n}")
         return value
+
+    @model_validator(mode="after")
+    def _start_within_every(self):
+        if self.probe_start >= self.probe_every:
+            raise ValueError(f"probe_start must be below probe_every ({self.probe_every}), got {self.probe_start}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -193,8 +202,22 @@ def probes(case: DocCase) -> list[Probe]:
     return out
 
 
-def aggregate(rows: Sequence[dict]) -> dict:
-    """Means over documents (edit success, locality) and over questions (reasoning) of the ``doc`` rows."""
+def updated_elsewhere(case: DocCase, updates: Sequence[DocCase]) -> set[int]:
+    """The positions of ``case``'s neighbour prompts that another of the ``updates`` documents edits: it names the
+    prompt's subject and has the same original target, so the same relation (a CounterFact neighbour shares the
+    edit's relation and true object). With every document in one knowledge base such a prompt's answer SHOULD
+    change ("Hank Aaron plays" when another document moves Hank Aaron from baseball to basketball); DocTER's
+    locality, written for one document at a time, counts that change as damage."""
+    original = case.original.strip().lower()
+    others = [d for d in updates if d.id != case.id and d.subject and d.original.strip().lower() == original]
+    return {i for i, prompt in enumerate(case.neighbours)
+            if any(re.search(rf"(?<!\w){re.escape(d.subject)}(?!\w)", prompt) for d in others)}
+
+
+def aggregate(rows: Sequence[dict], elsewhere: dict[int, set[int]] | None = None) -> dict:
+    """Means over documents (edit success, locality) and over questions (reasoning) of the ``doc`` rows.
+    ``elsewhere``: per document id, the neighbour prompts another updated document edits (``updated_elsewhere``),
+    left out of ``locality_unchanged_kept``."""
     if not rows:
         return {"docs": 0}
     out: dict[str, Any] = {"docs": len(rows)}
@@ -202,6 +225,12 @@ def aggregate(rows: Sequence[dict]) -> dict:
                 "locality_altered"):
         values = [r["scores"][key] for r in rows if r["scores"].get(key) is not None]
         out[key] = statistics.fmean(values) if values else None
+    if elsewhere is not None:
+        kept = [[p["answer"].strip() == p["reference"].strip()
+                 for i, p in enumerate(r["locality"]) if i not in elsewhere.get(r["id"], ())] for r in rows]
+        kept = [statistics.fmean(k) for k in kept if k]
+        out["locality_unchanged_kept"] = statistics.fmean(kept) if kept else None
+        out["neighbours_updated_elsewhere"] = sum(len(elsewhere.get(r["id"], ())) for r in rows)
     n = sum(r["scores"]["reasoning_n"] for r in rows)
     out["reasoning_n"] = n
     out["reasoning_accuracy"] = sum(r["scores"]["reasoning_correct"] for r in rows) / n if n else None
@@ -295,8 +324,8 @@ class DocterRunner:
 
     def probed(self, docs: Sequence[DocCase]) -> list[DocCase]:
         """Every ``probe_every``-th of these documents, counted in the run's file order."""
-        every = self.config.probe_every
-        return [d for d in docs if self._position[d.id] % every == 0]
+        every, start = self.config.probe_every, self.config.probe_start
+        return [d for d in docs if self._position[d.id] % every == start]
 
     def docs_for(self, name: str) -> list[DocCase]:
         """The documents whose probes the method answers."""
@@ -331,6 +360,11 @@ class DocterRunner:
         key = {"data": self.digests, "docs": [d.id for d in self.docs_for(name)], "method": method.info(),
                "max_new_tokens": c.max_new_tokens, "llm": s.llm, "backend": s.backend, "dtype": s.dtype,
                "extraction": extraction, "version": 1}
+        if (spec.kind == "scr" and spec.source == "sentences" and s.scope_names
+                and s.scope_mode in SUBJECT_RELATION_MODES and s.scope_name_match != "last-word"):
+            # Sentences are the facts without a subject, which the name match judges; "last-word" runs keep the
+            # hash they had before the setting (and facts with a subject never meet it).
+            key["name_match"] = s.scope_name_match
         updates = [d.id for d in self.update_docs(name)]
         if spec.kind != "base" and updates != key["docs"]:  # only when some updated documents go unprobed
             key["updates"] = updates

@@ -31,6 +31,8 @@ def command(
     offset: Optional[int] = typer.Option(None, "--offset", help="skip OFFSET documents first (default 0)"),
     probe_every: Optional[int] = typer.Option(None, "--probe-every", help="answer the probes of every N-th "
                                               "document only; the updates still come from all (default 1)"),
+    probe_start: Optional[int] = typer.Option(None, "--probe-start", help="with --probe-every N: the position "
+                                              "(0 to N-1) of the first probed document (default 0)"),
     updates: Optional[str] = typer.Option(None, "--updates", help="selected (default): every selected "
                                           "document's updates; probed: only the probed documents'"),
     method_limit: Optional[List[str]] = typer.Option(None, "--method-limit",
@@ -49,7 +51,8 @@ def command(
     from scr.evaluation.docter import DocterRunner, make_docter_config
 
     flags = dict(data_dir=str(data_dir) if data_dir else None, methods=methods, limit=limit,
-                 offset=offset, probe_every=probe_every, updates=updates, batch_size=batch_size, edit_batch_size=edit_batch_size,
+                 offset=offset, probe_every=probe_every, probe_start=probe_start, updates=updates,
+                 batch_size=batch_size, edit_batch_size=edit_batch_size,
                  seed=seed, out=str(out_dir) if out_dir else None, title=title)
 
     def add_method_limits(fields: dict) -> None:

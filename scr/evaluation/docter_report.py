@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from scr.evaluation.docter import aggregate, parse_method
+from scr.evaluation.docter import aggregate, parse_method, updated_elsewhere
 from scr.evaluation.jsonl_log import read_sessions
 from scr.evaluation.report import host_info, save_report
 from scr.evaluation.runner import reported_methods
@@ -14,6 +14,8 @@ from scr.evaluation.runner import reported_methods
 COLUMNS = [("edit_success", "edit success", True), ("efficacy", "query", True), ("paraphrase", "paraphrases", True),
            ("locality_unchanged", "locality: unchanged", True), ("locality_original", "neighbours keep original", True),
            ("locality_altered", "neighbours say altered", True), ("reasoning_accuracy", "reasoning acc.", True)]
+# Shown only where a run has it: with probe_every, the neighbour prompts no other updated document edits.
+KEPT = ("locality_unchanged_kept", "locality: unchanged, neighbours no other document updates", True)
 PLOTTED = ["edit_success", "paraphrase", "locality_unchanged", "locality_original", "reasoning_accuracy"]
 
 
@@ -30,6 +32,10 @@ def build(runner) -> dict:
         spec = parse_method(name)
         docs = runner.docs_for(name)
         rows = {r["id"]: r for r in records.select(h, "doc")}
+        # Only where some documents' updates go unprobed can another document edit a probed one's neighbours.
+        updates = runner.selected(name) if spec.kind == "base" else runner.update_docs(name)
+        elsewhere = ({d.id: updated_elsewhere(d, updates) for d in docs}
+                     if c.probe_every > 1 and len(updates) > len(docs) else None)
         applied = records.select(h, "apply")
         peaks = [r["peak_rss_mb"] for r in records.select(h, "mem")]
         rows_of[name] = rows
@@ -37,7 +43,7 @@ def build(runner) -> dict:
             "info": method.info(), "kind": spec.kind, "source": spec.source, "upper_bound": spec.upper_bound,
             "selected": len(runner.selected(name)), "update_docs": len(docs if spec.kind == "base" else runner.update_docs(name)),
             "docs": len(docs), "docs_done": sum(d.id in rows for d in docs),
-            "scores": aggregate([rows[d.id] for d in docs if d.id in rows]),
+            "scores": aggregate([rows[d.id] for d in docs if d.id in rows], elsewhere),
             "apply_s": applied[-1]["seconds"] if applied else None,
             "apply_details": applied[-1]["details"] if applied else None,
             "answer_s": round(sum(r["seconds"] for r in records.select(h, "time")), 1),
@@ -58,7 +64,7 @@ def build(runner) -> dict:
         "title": c.title or "DocTER: knowledge updates given as documents",
         "run": {"command": runner.command, "commands_all_sessions": sorted({x["command"] for x in sessions}),
                 "documents": len(runner.cases), "probed": len(runner.probed(runner.cases)),
-                "probe_every": c.probe_every, "updates": c.updates, "offset": c.offset, "method_limits": c.method_limits, "llm": s.llm,
+                "probe_every": c.probe_every, "probe_start": c.probe_start, "updates": c.updates, "offset": c.offset, "method_limits": c.method_limits, "llm": s.llm,
                 "embedder": s.embedder, "backend": s.backend, "dtype": s.dtype, "scope_mode": s.scope_mode,
                 "k": s.k, "max_new_tokens": c.max_new_tokens, "extract_tokens": c.extract_tokens,
                 "edit_batch_size": c.edit_batch_size, "seed": c.seed, "data": runner.digests,
@@ -89,12 +95,15 @@ def _updates(m: dict) -> str:
 
 
 def _table(names_scores: list[tuple[str, dict, dict]], main: bool) -> list[str]:
-    titles = " | ".join(t for _, t, _ in COLUMNS)
+    columns = list(COLUMNS)
+    if any(sc.get(KEPT[0]) is not None for _, _, sc in names_scores):
+        columns.insert(columns.index(COLUMNS[3]) + 1, KEPT)
+    titles = " | ".join(t for _, t, _ in columns)
     lines = [f"| method | docs | updates | {titles} | SCR fact used: edit / neighbour |",
-             "|---|---:|---:|" + "---:|" * len(COLUMNS) + "---:|"]
+             "|---|---:|---:|" + "---:|" * len(columns) + "---:|"]
     for name, m, sc in names_scores:
         cells = []
-        for key, _, _ in COLUMNS:
+        for key, _, _ in columns:
             cell = _pct(sc.get(key))
             if key == "reasoning_accuracy" and sc.get("reasoning_n"):
                 cell += (f" (n={sc['reasoning_n']}, parsed {_pct(sc.get('reasoning_parsed'))}, "
@@ -117,7 +126,9 @@ def _which_documents(run: dict) -> str:
     if every == 1:
         return (f"{which}; all of a method's documents go into ONE knowledge base (SCR) or one sequence of edits "
                 f"({run['edit_batch_size'] or 'all'} per batch), then every probe of those documents is answered")
-    probed = f"the probes of one document in {every} ({run['probed']} documents) are answered"
+    start = run.get("probe_start", 0)
+    probed = (f"the probes of one document in {every} ({run['probed']} documents"
+              + (f", from position {start}" if start else "") + ") are answered")
     if run.get("updates") == "probed":
         return (f"{which}; {probed}, and a method gets only those documents' updates (ONE knowledge base, or one "
                 f"sequence of edits, {run['edit_batch_size'] or 'all'} per batch)")
@@ -147,6 +158,14 @@ def markdown(report: dict) -> str:
              "contains the altered target. Methods marked UPPER BOUND are given the benchmark's own "
              "query/altered-target pair instead "
              "of the document.", ""]
+    elsewhere = [m["scores"].get("neighbours_updated_elsewhere") for m in methods.values()
+                 if m["kind"] != "base" and m["scores"].get("neighbours_updated_elsewhere") is not None]
+    if elsewhere:
+        lines += [f"**Locality: unchanged, neighbours no other document updates** leaves out the neighbour prompts "
+                  f"that another updated document edits ({max(elsewhere)} here): it names the prompt's subject and has "
+                  "the same original target (so the same relation). With every document's updates applied, such a "
+                  "prompt's answer should change; DocTER's locality, written for one document at a time, counts "
+                  "the change as damage.", ""]
     main = [(name, m, m["scores"]) for name, m in methods.items() if m.get("selected", m["docs"]) == n]
     if main:
         heading = f"All {n} documents" if probed == n else f"The {probed} probed documents of {n}"
