@@ -180,6 +180,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return dict(data.get("scr", data))
 
 
+def settings_environment() -> dict[str, str]:
+    """The ``SCR_*`` variables that set a setting (``SCR_CONFIG`` and one per field), as set now: what a command's
+    results depend on besides its arguments, so reports can name them."""
+    names = ["SCR_CONFIG"] + [f"SCR_{name.upper()}" for name in Settings.model_fields]
+    return {name: os.environ[name] for name in names if os.environ.get(name)}
+
+
 def _from_env() -> dict[str, Any]:
     values = {}
     for name in Settings.model_fields:

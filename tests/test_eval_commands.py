@@ -62,3 +62,18 @@ def test_field_errors_are_one_line(tmp_path):
                    "unknown benchmark 'chess'")
     one_line_error(invoke("eval", "--data", "x.json", "--methods", "base,nope", "--out", str(tmp_path)), "nope")
     one_line_error(invoke("eval-docter", "--method-limit", "memit-upper=x", "--out", str(tmp_path)), "expects NAME=N")
+
+
+def test_the_recorded_command_leads_with_the_settings_given_as_environment_variables(monkeypatch):
+    from types import SimpleNamespace
+
+    from scr.evaluation.command import command_line
+
+    ctx = SimpleNamespace(obj={"overrides": {"k": 3}})
+    monkeypatch.delenv("SCR_CONFIG", raising=False)
+    monkeypatch.setenv("SCR_SCOPE_NAME_MATCH", "last-word")
+    monkeypatch.setenv("SCR_LLM", "my model")  # quoted as a shell would need it
+    monkeypatch.setenv("SCR_DATA_DIR", "/data")  # not a setting: where tests find data
+    line = command_line(ctx, "eval-docter", "evals/docter.toml", {"limit": 5})
+    assert line == ("SCR_LLM='my model' SCR_SCOPE_NAME_MATCH=last-word "
+                    "scr --k 3 eval-docter --suite evals/docter.toml --limit 5")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from scr.config import Settings
 from scr.evaluation import EvalConfig, make_config
 from scr.evaluation.config import EvalConfigError
 from scr.evaluation.data import DatasetError, answer_groups, fact_text, load_cases
@@ -407,6 +408,11 @@ def test_scripted_run_matches_hand_computed_metrics(tiny_data, tmp_path):
     assert report2["methods"]["base"]["metrics"] == report["methods"]["base"]["metrics"]
     report3 = Evaluator(config, backend=again, command="other", log=lambda m: None, progress=False).run(report_only=True)
     assert again.calls == 0 and report3["run"]["command"] == "test"  # the command that produced the records
+    # Rebuilt under other settings (which select other records), the report names the rebuilding command instead.
+    other = Settings.load(scope_mode="similarity")
+    report4 = Evaluator(config, settings=other, backend=again, command="SCR_SCOPE_MODE=similarity other",
+                        log=lambda m: None, progress=False).run(report_only=True)
+    assert report4["run"]["command"] == "SCR_SCOPE_MODE=similarity other"
 
 
 def test_a_fresh_checkout_takes_the_unmodified_answers_from_the_base_records(tiny_data, tmp_path):

@@ -68,12 +68,16 @@ def command(
 
 def command_line(ctx, subcommand: str, suite, flags: dict) -> str:
     """The command as typed when run through the ``scr`` script; else rebuilt from the options (tests, -m),
-    each flag ``--key-with-dashes``."""
+    each flag ``--key-with-dashes``. Settings given as ``SCR_*`` environment variables lead it, as a shell would
+    take them (``SCR_SCOPE_NAME_MATCH=last-word scr eval-docter ...``): the same line reproduces the run."""
     import shlex
     import sys
 
+    from scr.config import settings_environment
+
+    env = "".join(f"{name}={shlex.quote(value)} " for name, value in settings_environment().items())
     if Path(sys.argv[0]).name == "scr":
-        return "scr " + shlex.join(sys.argv[1:])
+        return env + "scr " + shlex.join(sys.argv[1:])
     parts = ["scr"]
     for key, value in ctx.obj["overrides"].items():
         if value is not None:
@@ -84,7 +88,7 @@ def command_line(ctx, subcommand: str, suite, flags: dict) -> str:
     for key, value in flags.items():
         if value is not None:
             parts += ["--" + key.replace("_", "-"), str(value)]
-    return shlex.join(parts)
+    return env + shlex.join(parts)
 
 
 def run_suite(ctx, subcommand: str, suite, table: str, flags: dict, make_config, make_runner, *, quiet: bool,

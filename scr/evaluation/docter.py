@@ -59,7 +59,7 @@ from scr.evaluation.data import Case, Probe
 from scr.evaluation.docter_data import DocCase, digests, docter_paths, load_docter, parse_yes_no, reasoning_prompt
 from scr.evaluation.methods import (ANSWER_SUFFIXES, BaseMethod, EditingMethod, Method, Query, SCRMethod,
                                     counted_apply_seconds, split_answer_style)
-from scr.evaluation.jsonl_log import append_session
+from scr.evaluation.jsonl_log import append_session, reported_command
 from scr.evaluation.metrics import contains
 from scr.evaluation.runner import PeakMemory, Records, _hash, memo_backend, method_slug, seed_base_answers
 from scr.kb.extract import EXTRACT_PROMPT, AtomicExtractor, AtomicFact
@@ -393,8 +393,8 @@ class DocterRunner:
                     method.close()
                 write_report(self)
             append_session(self.out, time.time() - started, self.command, loaded_model=self.memo.loaded)
-        elif (self.out / "config.json").exists():  # the report names the command that produced the records
-            self.command = json.loads((self.out / "config.json").read_text()).get("command", self.command)
+        else:
+            self.command = reported_command(self.out, self.command, self.settings)
         report = write_report(self)
         self.memo.close()
         return report

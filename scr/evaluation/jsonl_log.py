@@ -52,3 +52,18 @@ def append_session(out: Path, seconds: float, command: str, **extra) -> None:
 
 def read_sessions(out: Path) -> list[dict]:
     return read_rows(sessions_path(out))
+
+
+def reported_command(out: Path, command: str, settings) -> str:
+    """The command a rebuilt report (``--report-only``) names: the one that produced the records, saved in
+    ``out/config.json``, where this rebuild has the same settings; else this command, which names the settings
+    that differ (``SCR_*`` variables lead it), since those select which records the report reads."""
+    saved = out / "config.json"
+    if not saved.exists():
+        return command
+    config = json.loads(saved.read_text())
+    before, now = config.get("settings") or {}, json.loads(settings.model_dump_json())
+    # Settings added since the records were made are not in ``before``; only those both name can differ.
+    if any(before[name] != now[name] for name in before.keys() & now.keys()):
+        return command
+    return config.get("command", command)

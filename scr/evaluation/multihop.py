@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scr.config import Settings
 from scr.evaluation.config import split_names, validated
 from scr.evaluation.data import Case, Probe, file_digest, resolve_data
-from scr.evaluation.jsonl_log import append_session
+from scr.evaluation.jsonl_log import append_session, reported_command
 from scr.evaluation.memo import MemoBackend
 from scr.evaluation.methods import Method, Query, kind_of, make_method
 from scr.evaluation.metrics import contains
@@ -169,9 +169,7 @@ class MultiHopEvaluator:
 
         self.out.mkdir(parents=True, exist_ok=True)
         if report_only:
-            saved = self.out / "config.json"
-            if saved.exists():  # the report names the command that produced the records, not this one
-                self.command = json.loads(saved.read_text()).get("command", self.command)
+            self.command = reported_command(self.out, self.command, self.settings)
             return write_reports(self)
         started = time.time()
         random.seed(self.config.seed)

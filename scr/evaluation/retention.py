@@ -27,7 +27,7 @@ from scr.config import Settings
 from scr.evaluation import general
 from scr.evaluation.config import EvalConfigError, split_names, validated
 from scr.evaluation.data import file_digest, load_cases, resolve_data
-from scr.evaluation.jsonl_log import append_session
+from scr.evaluation.jsonl_log import append_session, reported_command
 from scr.evaluation.methods import Method, Query, counted_apply_seconds, make_method, method_names_valid
 from scr.evaluation.runner import PeakMemory, Records, _hash, memo_backend, method_slug
 
@@ -174,8 +174,8 @@ class RetentionRunner:
                     method.close()
                 write_report(self)
             append_session(self.out, time.time() - started, self.command)
-        elif (self.out / "config.json").exists():  # the report names the command that produced the records
-            self.command = json.loads((self.out / "config.json").read_text()).get("command", self.command)
+        else:
+            self.command = reported_command(self.out, self.command, self.settings)
         report = write_report(self)
         self.memo.close()
         return report

@@ -32,7 +32,7 @@ from scr.config import Settings
 from scr.evaluation.config import EvalConfig
 from scr.evaluation.data import Case, count_records, file_digest, load_cases, resolve_data
 from scr.evaluation.methods import Method, Query, make_method
-from scr.evaluation.jsonl_log import append_rows, append_session, read_rows
+from scr.evaluation.jsonl_log import append_rows, append_session, read_rows, reported_command
 from scr.evaluation.memo import MemoBackend
 from scr.evaluation.metrics import contains, exact_match, token_accuracy, token_agreement
 from scr.pipeline import base_prompt
@@ -272,9 +272,7 @@ class Evaluator:
 
         if report_only:
             ctx = self._context()
-            saved = ctx.out / "config.json"
-            if saved.exists():  # the report names the command that produced the records, not this one
-                ctx.command = json.loads(saved.read_text()).get("command", ctx.command)
+            ctx.command = reported_command(ctx.out, ctx.command, self.settings)
             return write_reports(ctx, self)
         started = time.time()
         random.seed(self.config.seed)
