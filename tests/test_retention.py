@@ -20,7 +20,7 @@ from scr.evaluation.retention import RetentionRunner, make_retention_config
 @pytest.mark.data
 @pytest.mark.parametrize("name,count", [("arc_easy", 2376), ("piqa", 1838), ("hellaswag", 10042),
                                         ("winogrande", 1267), ("knowns", 1209), ("arc_challenge", 1172),
-                                        ("boolq", 3270), ("mmlu", 14042)])
+                                        ("boolq", 3270), ("mmlu", 14042), ("bbh", 5507), ("gsm8k", 1319)])
 def test_every_record_of_each_benchmark_loads(name, count):
     bench = general.load_benchmark(name, None, items=0, seed=0)
     assert len(bench.items) == count
@@ -38,6 +38,51 @@ def test_prompt_shapes_follow_lm_evaluation_harness():
     assert len(set(wino.contexts)) == 2 and len(set(wino.continuations)) == 1  # partial scoring
     hs = general.load_benchmark("hellaswag", None, items=0, seed=0).items[0]
     assert hs.contexts[0].startswith("Roof shingle removal: A man is sitting on a roof.") and hs.gold == 3
+
+
+@pytest.mark.data
+def test_bbh_is_multiple_choice_over_each_item_s_options_and_gsm8k_keeps_the_reference_number():
+    bbh = general.load_benchmark("bbh", None, items=0, seed=0)
+    by_id = {item.item_id: item for item in bbh.items}
+    boolean = by_id["bbh-boolean_expressions-0"]
+    assert boolean.contexts[0] == "Q: not ( True ) and ( True ) is\nA:" and boolean.continuations == (" False", " True")
+    assert boolean.continuations[boolean.gold] == " False"
+    date = by_id["bbh-date_understanding-0"]
+    assert date.continuations == (" (A)", " (B)", " (C)", " (D)", " (E)", " (F)") and "\nOptions:\n(A) " in date.contexts[0]
+    # Open-answer tasks are left out, and so are the items whose target is none of their options.
+    assert not any(i.item_id.startswith(("bbh-word_sorting", "bbh-object_counting")) for i in bbh.items)
+    assert "bbh-movie_recommendation-163" not in by_id and "bbh-snarks-88" not in by_id
+    assert "3 items" not in bbh.note and "4 items without two options" in bbh.note
+    gsm = general.load_benchmark("gsm8k", None, items=0, seed=0)
+    assert gsm.kind == "generation" and gsm.items[0].continuations == ("18",)
+    assert gsm.items[0].contexts[0].startswith("Janet\u2019s ducks lay 16 eggs per day.")
+
+
+def test_generated_answers_are_right_when_their_last_number_is_the_reference(tmp_path):
+    from scr.evaluation.methods import Response
+
+    assert general.last_number("She makes $1,250.50 a day.") == 1250.5 and general.last_number("none") is None
+    items = [general.Item("a", ("How many?",), ("18",)), general.Item("b", ("How much?",), ("1250.5",)),
+             general.Item("c", ("Which?",), ("3",))]
+    answers = {"How many?": Response("9 * 2 = 18", in_scope=True), "How much?": Response("So $1,250.50."),
+               "Which?": Response("I cannot tell.")}
+    bench = general.Benchmark("g", "generation", items, "hand")
+    result = general.score_benchmark(bench, score=None, answer=lambda contexts: [answers[c] for c in contexts])
+    assert [(r["pred"], r["right"], r["injected"]) for r in result["items"]] == \
+           [(18.0, True, True), (1250.5, True, False), (None, False, False)]
+    assert result["metrics"]["acc"] == pytest.approx(2 / 3) and result["metrics"]["injected"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="generated answers"):
+        general.score_benchmark(bench, score=None)
+    bad = tmp_path / "gsm8k.jsonl"
+    bad.write_text('{"question": "q?", "answer": "no marker"}\n')
+    with pytest.raises(DatasetError, match="gsm8k.jsonl record 0: the answer does not end with '#### <number>'"):
+        general.load_gsm8k(bad)
+    (tmp_path / "bbh").mkdir()
+    with pytest.raises(DatasetError, match="no BBH task files"):
+        general.load_bbh(tmp_path / "bbh")
+    (tmp_path / "bbh" / "t.json").write_text('{"rows": []}')
+    with pytest.raises(DatasetError, match="t.json: not a BBH task file"):
+        general.load_bbh(tmp_path / "bbh")
 
 
 @pytest.mark.data
@@ -154,6 +199,32 @@ def test_runner_end_to_end_scr_injects_facts_into_matching_contexts_and_resumes(
     probe = config.model_copy(update={"n": [0, 1, 2, 3]})
     again = RetentionRunner(probe, Settings(), log=logs.append, backend=smol_backend, embedder=embedder)
     assert again.run(report_only=True)["run"]["n"] == [0, 1, 2] and "N=3" not in (out / "report.md").read_text()
+
+
+@pytest.mark.data
+def test_gsm8k_is_answered_through_each_method_and_scr_answers_with_a_fact_keyed_on_a_problem(tmp_path, smol_backend,
+                                                                                              embedder):
+    gsm = general.load_benchmark("gsm8k", None, items=2, seed=5)
+    question = gsm.items[0].contexts[0]
+    updates = tmp_path / "updates.jsonl"
+    updates.write_text(json.dumps({"prompt": question, "target_new": "4242", "subject": "Beverly Hills Bakery"}) + "\n")
+    config = make_retention_config(updates=str(updates), stream=1, methods="base,scr", n="0,1", benchmarks="gsm8k",
+                                   items=2, seed=5, gen_tokens=12, out=str(tmp_path / "run"))
+    report = RetentionRunner(config, Settings(), log=lambda m: None, backend=smol_backend, embedder=embedder).run()
+    base = report["methods"]["base"]["stages"]["0"]["benchmarks"]["gsm8k"]
+    scr = report["methods"]["scr"]["stages"]["1"]["benchmarks"]["gsm8k"]
+    assert base["items"] == scr["items"] == 2 and base["injected"] == 0
+    assert scr["injected"] == 0.5  # the problem the fact is keyed on, and only that one
+    rows = [json.loads(l) for l in (tmp_path / "run/records/scr.jsonl").read_text().splitlines()]
+    scored = next(r for r in rows if r["type"] == "score")
+    assert scored["generation"] == {"gen_tokens": 12}
+    for item in scored["items"]:
+        assert item["pred"] == general.last_number(item["answer"]) and item["right"] == (item["pred"] == item["gold"])
+    # Another answer length is another measurement: it is scored again, not read from the records.
+    longer = config.model_copy(update={"gen_tokens": 16, "methods": ["base"]})
+    logs: list[str] = []
+    RetentionRunner(longer, Settings(), log=logs.append, backend=smol_backend, embedder=embedder).run()
+    assert not any("base N=0: done" in m for m in logs) and any("base N=0 gsm8k" in m for m in logs)
 
 
 def test_n_beyond_the_stream_is_refused(tmp_path, smol_backend, embedder):

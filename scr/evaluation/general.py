@@ -9,7 +9,10 @@ shows up as damage, which is the honest measure of SCR's side effects.
   multiple choice  each option is a continuation of the context; ``acc`` picks the option with the highest
                    summed log-probability, ``acc_norm`` divides it by the option's UTF-8 byte length
                    (ARC-Easy, PIQA, HellaSwag, WinoGrande's partial scoring, and the off-by-default
-                   ARC-Challenge, BoolQ and MMLU, which sit at chance for a 135M model)
+                   ARC-Challenge, BoolQ, MMLU and BIG-Bench Hard, which sit at chance for a 135M model)
+  generation       GSM8K (off by default, at the floor for a 135M model): the method ANSWERS the problem as it
+                   answers users (``Method.answer``: SCR's whole pipeline, the chat template), greedy; right when
+                   the answer's last number equals the reference's
   perplexity       WikiText-2 raw test, the first ``ppl_tokens`` tokens cut into windows; each window's first
                    ``ppl_context`` tokens are the context (and SCR's query), the rest is scored
   knowns           facts the model already knows (ROME's known_1000): right when every token of the
@@ -23,6 +26,7 @@ import csv
 import json
 import math
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,10 +34,11 @@ from typing import Callable, Sequence
 from scr.evaluation.data import DatasetError, Probe, resolve_data
 
 DEFAULT_BENCHMARKS = ("arc_easy", "hellaswag", "piqa", "winogrande", "wikitext2", "knowns")
-EXTRA_BENCHMARKS = ("arc_challenge", "boolq", "mmlu")
+EXTRA_BENCHMARKS = ("arc_challenge", "boolq", "mmlu", "bbh", "gsm8k")
+GENERATION_BENCHMARKS = ("gsm8k",)
 #: The headline score of each benchmark, and whether higher is better.
 HEADLINE = {"arc_easy": ("acc", True), "arc_challenge": ("acc", True), "boolq": ("acc", True),
-            "mmlu": ("acc", True), "piqa": ("acc", True), "hellaswag": ("acc_norm", True),
+            "mmlu": ("acc", True), "bbh": ("acc", True), "gsm8k": ("acc", True), "piqa": ("acc", True), "hellaswag": ("acc_norm", True),
             "winogrande": ("acc", True), "wikitext2": ("ppl", False), "knowns": ("acc", True)}
 
 
@@ -50,7 +55,7 @@ class Item:
 @dataclass
 class Benchmark:
     name: str
-    kind: str  # choice | perplexity | knowns
+    kind: str  # choice | perplexity | knowns | generation
     items: list[Item]
     source: str
     note: str = ""
@@ -154,6 +159,68 @@ def load_mmlu(folder: Path) -> list[Item]:
     return items
 
 
+# BIG-Bench Hard tasks whose answers are free text or numbers, not a closed set of options: log-likelihood over
+# options cannot score them, so the multiple-choice reading of BBH leaves them out.
+BBH_OPEN_TASKS = ("dyck_languages", "multistep_arithmetic_two", "object_counting", "word_sorting")
+_BBH_OPTION = re.compile(r"^\(([A-Z])\)\s*(.*)$", re.MULTILINE)
+
+
+def load_bbh(folder: Path) -> tuple[list[Item], int]:
+    """BIG-Bench Hard, zero-shot ``Q: <input>\nA:``, as multiple choice over an item's answers: the lettered
+    options it lists (`` (A)``, `` (B)``, ...), else its task's answer words (True/False, Yes/No, valid/invalid).
+    Returns the items and how many were left out: a target that is none of the item's options (the upstream
+    files split three options at their commas: "(A) Monsters", "(B) Inc" for the target "Monsters, Inc"), or a
+    single option (one snarks item lists only "(A) The NB")."""
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise DatasetError(f"{folder}: no BBH task files (*.json)")
+    items, unanswerable = [], 0
+    for path in files:
+        task = path.stem
+        if task in BBH_OPEN_TASKS:
+            continue
+        try:
+            examples = json.loads(path.read_text(encoding="utf-8"))["examples"]
+            words = sorted({str(e["target"]).strip() for e in examples})
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise DatasetError(f"{path.name}: not a BBH task file ({{\"examples\": [{{\"input\", \"target\"}}]}})") from None
+        for n, example in enumerate(examples):
+            where = f"{path.name} example {n}"
+            text = str(_field(example, "input", where)).strip()
+            target = str(_field(example, "target", where)).strip()
+            lettered = _BBH_OPTION.findall(text)
+            options = [f"({letter})" for letter, _ in lettered] or words
+            if target not in options or len(options) < 2:
+                unanswerable += 1
+                continue
+            items.append(_same_context(f"bbh-{task}-{n}", f"Q: {text}\nA:", options, options.index(target), where))
+    return items, unanswerable
+
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def last_number(text: str) -> float | None:
+    """The last number written in ``text`` ("$1,250.50." -> 1250.5), or None."""
+    found = _NUMBER.findall(text)
+    return float(found[-1].replace(",", "")) if found else None
+
+
+def load_gsm8k(path: Path) -> list[Item]:
+    """GSM8K test problems, to answer by generation; the reference is the number after the answer's ``####``."""
+    items = []
+    for n, row in enumerate(_jsonl(path)):
+        where = f"{path.name} record {n}"
+        question = str(_field(row, "question", where)).strip()
+        reference = re.search(r"####\s*(.+?)\s*$", str(_field(row, "answer", where)))
+        gold = last_number(reference.group(1)) if reference else None
+        if gold is None:
+            raise DatasetError(f"{where}: the answer does not end with '#### <number>'")
+        prompt = f"{question}\nSolve it step by step, then give the final answer as a number."
+        items.append(Item(f"gsm8k-{n}", (prompt,), (f"{gold:g}",)))
+    return items
+
+
 def load_wikitext_windows(path: Path, tokenizer, total_tokens: int, window: int, context: int) -> list[Item]:
     """Non-overlapping windows over the first ``total_tokens`` tokens; the first ``context`` of each are its
     context. The text is cut at token boundaries with the model's tokenizer, so each method scores the same
@@ -202,6 +269,17 @@ def load_benchmark(name: str, data_dir: str | None, items: int, seed: int, token
         bench = Benchmark(name, "choice", load_winogrande(path(rel)), rel)
     elif name == "mmlu":
         bench = Benchmark(name, "choice", load_mmlu(path("general/mmlu/test")), "general/mmlu/test")
+    elif name == "bbh":
+        rel = "general/bbh"
+        bbh_items, unanswerable = load_bbh(path(rel))
+        bench = Benchmark(name, "choice", bbh_items, rel,
+                          f"zero-shot, options scored by log-likelihood; open-answer tasks left out "
+                          f"({', '.join(BBH_OPEN_TASKS)}), and {unanswerable} items without two options or whose "
+                          f"target is none of them")
+    elif name == "gsm8k":
+        rel = "general/gsm8k_test.jsonl"
+        bench = Benchmark(name, "generation", load_gsm8k(path(rel)), rel,
+                          "generated answers, greedy; right when the last number is the reference")
     elif name == "wikitext2":
         if tokenizer is None:
             raise ValueError("wikitext2 needs the model's tokenizer")
@@ -224,12 +302,19 @@ def load_benchmark(name: str, data_dir: str | None, items: int, seed: int, token
 
 # ----- scoring ----------------------------------------------------------------------------------------------------
 ScoreFn = Callable[[list[str], list[str]], tuple[list, list]]
+AnswerFn = Callable[[list[str]], list]
 
 
-def score_benchmark(bench: Benchmark, score: ScoreFn, batch: int = 256, progress=None) -> dict:
-    """Score every item with ``score(contexts, continuations) -> (TokenScores list, Response list)``.
+def score_benchmark(bench: Benchmark, score: ScoreFn, batch: int = 256, progress=None,
+                    answer: AnswerFn | None = None) -> dict:
+    """Score every item with ``score(contexts, continuations) -> (TokenScores list, Response list)``, or, for a
+    generation benchmark, ``answer(contexts) -> Response list``.
 
     Returns ``metrics`` and per-item rows (prediction, right or not, and whether a fact was put in context)."""
+    if bench.kind == "generation":
+        if answer is None:
+            raise ValueError(f"{bench.name} is scored on generated answers: give answer=")
+        return _score_generation(bench, answer, min(batch, 16), progress)  # answers are slow: show progress often
     pairs = [(item, i) for item in bench.items for i in range(len(item.contexts))]
     results = []
     for start in range(0, len(pairs), batch):
@@ -255,6 +340,20 @@ def score_benchmark(bench: Benchmark, score: ScoreFn, batch: int = 256, progress
         else:
             s = mine[0][0]
             rows.append({"id": item.item_id, "right": bool(s.greedy) and all(s.greedy), "injected": injected})
+    return {"metrics": summarise(bench.kind, rows), "items": rows}
+
+
+def _score_generation(bench: Benchmark, answer: AnswerFn, batch: int, progress) -> dict:
+    rows = []
+    for start in range(0, len(bench.items), batch):
+        part = bench.items[start : start + batch]
+        for item, response in zip(part, answer([item.contexts[0] for item in part])):
+            predicted, gold = last_number(response.answer), float(item.continuations[0])
+            rows.append({"id": item.item_id, "answer": response.answer, "pred": predicted, "gold": gold,
+                         "right": predicted is not None and math.isclose(predicted, gold),
+                         "injected": bool(response.in_scope)})
+        if progress:
+            progress(min(start + batch, len(bench.items)), len(bench.items))
     return {"metrics": summarise(bench.kind, rows), "items": rows}
 
 

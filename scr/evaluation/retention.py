@@ -54,6 +54,7 @@ class RetentionConfig(BaseModel):
     ppl_window: int = Field(512, ge=16)
     ppl_context: int = Field(32, ge=1)
     batch_size: int = Field(8, ge=1, description="sequences per forward pass (full-vocabulary logits: keep small)")
+    gen_tokens: int = Field(256, ge=1, description="generation benchmarks (GSM8K): new tokens per answer")
     edit_batch_size: int | None = Field(10, ge=1, description="editing methods: edits per apply() call")
     editing: dict[str, Any] = Field(default_factory=dict)
     seed: int = 1234
@@ -189,7 +190,8 @@ class RetentionRunner:
         applied = 0
         method.reset()
         for n in self.stages(method.name):
-            done = {r["benchmark"] for r in records.select(h, "score", n)}
+            done = {r["benchmark"] for r in records.select(h, "score", n)
+                    if r.get("generation") == self._generation(r["benchmark"])}
             todo = [b for b in self.config.benchmarks if b not in done]
             if not todo:
                 self.log(f"{method.name} N={n}: done")
@@ -208,14 +210,27 @@ class RetentionRunner:
                     bench = self.benchmark(name)
                     t0 = time.perf_counter()
                     result = general.score_benchmark(bench, self._score_fn(method), batch=256,
-                                                     progress=self._progress(method.name, n, name))
+                                                     progress=self._progress(method.name, n, name),
+                                                     answer=self._answer_fn(method))
                     seconds = time.perf_counter() - t0
+                    generation = self._generation(name)
                     records.add([{"type": "score", "h": h, "n": n, "benchmark": name, "seconds": round(seconds, 2),
                                   "source": bench.source, "note": bench.note, "metrics": result["metrics"],
-                                  "items": result["items"]}])
+                                  "items": result["items"], **({"generation": generation} if generation else {})}])
                     shown = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
                     self.log(f"{method.name} N={n} {name}: {shown} ({seconds:.0f} s)")
             records.add([{"type": "mem", "h": h, "n": n, "peak_rss_mb": mem.peak_mb}])
+
+    def _generation(self, benchmark: str) -> dict | None:
+        """What a generation benchmark's score depends on beyond the method's hash (kept beside its records, so
+        the hash of the benchmarks scored by log-likelihood stays as it was)."""
+        return {"gen_tokens": self.config.gen_tokens} if benchmark in general.GENERATION_BENCHMARKS else None
+
+    def _answer_fn(self, method: Method):
+        def answer(contexts):
+            return method.answer([Query(p, None) for p in general.as_probes(contexts)], self.config.gen_tokens)
+
+        return answer
 
     @staticmethod
     def _score_fn(method: Method):

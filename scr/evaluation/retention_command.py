@@ -18,9 +18,11 @@ def command(
                                                                   "alphaedit, come, balancedit"),
     n: Optional[str] = typer.Option(None, "--n", help="updates applied, cumulative, e.g. 0,10,100,1000"),
     benchmarks: Optional[str] = typer.Option(None, "--benchmarks", help="comma-separated: arc_easy, hellaswag, "
-                                             "piqa, winogrande, wikitext2, knowns (default), arc_challenge, boolq, mmlu"),
+                                             "piqa, winogrande, wikitext2, knowns (default), arc_challenge, boolq, mmlu, "
+                                             "bbh, gsm8k"),
     items: Optional[int] = typer.Option(None, "--items", help="items sampled per benchmark (0 = all; default 200)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="sequences per forward pass (default 8)"),
+    gen_tokens: Optional[int] = typer.Option(None, "--gen-tokens", help="GSM8K: new tokens per answer (default 256)"),
     edit_batch_size: Optional[int] = typer.Option(None, "--edit-batch-size", help="editing: edits per apply()"),
     seed: Optional[int] = typer.Option(None, "--seed"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="run directory (resumed if it holds records)"),
@@ -34,7 +36,7 @@ def command(
     from scr.evaluation.retention import RetentionRunner, make_retention_config
 
     flags = dict(updates=updates, data_dir=str(data_dir) if data_dir else None, methods=methods, n=n,
-                 benchmarks=benchmarks, items=items, batch_size=batch_size, edit_batch_size=edit_batch_size,
+                 benchmarks=benchmarks, items=items, batch_size=batch_size, gen_tokens=gen_tokens, edit_batch_size=edit_batch_size,
                  seed=seed, out=str(out_dir) if out_dir else None, title=title)
 
     def make_runner(config, settings, command, log):
