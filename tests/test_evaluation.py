@@ -403,11 +403,12 @@ def test_scripted_run_matches_hand_computed_metrics(tiny_data, tmp_path):
 
     # A finished run re-run resumes: no model call at all, the same numbers.
     again = ScriptedBackend(ANSWERS)
-    report2 = Evaluator(config, backend=again, command="test", log=lambda m: None, progress=False).run()
+    report2 = Evaluator(config, backend=again, command="resumed", log=lambda m: None, progress=False).run()
     assert again.calls == 0
     assert report2["methods"]["base"]["metrics"] == report["methods"]["base"]["metrics"]
+    assert "Command: `resumed`\n\nRecords also from: `test`" in (tmp_path / "run/report.md").read_text()
     report3 = Evaluator(config, backend=again, command="other", log=lambda m: None, progress=False).run(report_only=True)
-    assert again.calls == 0 and report3["run"]["command"] == "test"  # the command that produced the records
+    assert again.calls == 0 and report3["run"]["command"] == "resumed"  # the command that produced the records
     # Rebuilt under other settings (which select other records), the report names the rebuilding command instead.
     other = Settings.load(scope_mode="similarity")
     report4 = Evaluator(config, settings=other, backend=again, command="SCR_SCOPE_MODE=similarity other",

@@ -231,6 +231,9 @@ def markdown(report: dict) -> str:
     run, methods = report["run"], report["methods"]
     lines = [f"# {report.get('title') or 'Evaluation: ' + run['data']}", ""]
     lines += [f"Command: `{run['command']}`", ""]
+    others = [c for c in run.get("commands_all_sessions", []) if c != run["command"]]
+    if others:  # a report over records that several runs made (methods finished one by one) names them all
+        lines += ["Records also from: " + ", ".join(f"`{c}`" for c in others), ""]
     lines += ["| run | |", "|---|---|"]
     rows = [("data", f"{run['data']} ({run['cases']} cases, sha256 {run['data_sha256'][:12]})"),
             ("probes", ", ".join(f"{k} {v}" for k, v in run["probes"].items())),
