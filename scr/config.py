@@ -188,9 +188,5 @@ def settings_environment() -> dict[str, str]:
 
 
 def _from_env() -> dict[str, Any]:
-    values = {}
-    for name in Settings.model_fields:
-        env = os.environ.get(f"SCR_{name.upper()}")
-        if env is not None and env != "":
-            values[name] = env
-    return values
+    env = settings_environment()
+    return {name: env[f"SCR_{name.upper()}"] for name in Settings.model_fields if f"SCR_{name.upper()}" in env}

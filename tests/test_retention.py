@@ -74,6 +74,8 @@ def test_generated_answers_are_right_when_their_last_number_is_the_reference(tmp
     with pytest.raises(ValueError, match="generated answers"):
         general.score_benchmark(bench, score=None)
     bad = tmp_path / "gsm8k.jsonl"
+    bad.write_text('{"question": "q?", "answer": "so #### 1,234,567"}\n')
+    assert general.load_gsm8k(bad)[0].continuations == ("1234567",)  # every digit of a large reference kept
     bad.write_text('{"question": "q?", "answer": "no marker"}\n')
     with pytest.raises(DatasetError, match="gsm8k.jsonl record 0: the answer does not end with '#### <number>'"):
         general.load_gsm8k(bad)

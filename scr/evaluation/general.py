@@ -38,8 +38,9 @@ EXTRA_BENCHMARKS = ("arc_challenge", "boolq", "mmlu", "bbh", "gsm8k")
 GENERATION_BENCHMARKS = ("gsm8k",)
 #: The headline score of each benchmark, and whether higher is better.
 HEADLINE = {"arc_easy": ("acc", True), "arc_challenge": ("acc", True), "boolq": ("acc", True),
-            "mmlu": ("acc", True), "bbh": ("acc", True), "gsm8k": ("acc", True), "piqa": ("acc", True), "hellaswag": ("acc_norm", True),
-            "winogrande": ("acc", True), "wikitext2": ("ppl", False), "knowns": ("acc", True)}
+            "mmlu": ("acc", True), "bbh": ("acc", True), "gsm8k": ("acc", True), "piqa": ("acc", True),
+            "hellaswag": ("acc_norm", True), "winogrande": ("acc", True), "wikitext2": ("ppl", False),
+            "knowns": ("acc", True)}
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ def load_gsm8k(path: Path) -> list[Item]:
         if gold is None:
             raise DatasetError(f"{where}: the answer does not end with '#### <number>'")
         prompt = f"{question}\nSolve it step by step, then give the final answer as a number."
-        items.append(Item(f"gsm8k-{n}", (prompt,), (f"{gold:g}",)))
+        items.append(Item(f"gsm8k-{n}", (prompt,), (f"{gold:.15g}",)))  # ":g" alone keeps only 6 digits
     return items
 
 

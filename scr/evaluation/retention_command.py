@@ -36,8 +36,8 @@ def command(
     from scr.evaluation.retention import RetentionRunner, make_retention_config
 
     flags = dict(updates=updates, data_dir=str(data_dir) if data_dir else None, methods=methods, n=n,
-                 benchmarks=benchmarks, items=items, batch_size=batch_size, gen_tokens=gen_tokens, edit_batch_size=edit_batch_size,
-                 seed=seed, out=str(out_dir) if out_dir else None, title=title)
+                 benchmarks=benchmarks, items=items, batch_size=batch_size, gen_tokens=gen_tokens,
+                 edit_batch_size=edit_batch_size, seed=seed, out=str(out_dir) if out_dir else None, title=title)
 
     def make_runner(config, settings, command, log):
         return RetentionRunner(config, settings, command=command, log=log, progress=not quiet)
