@@ -72,6 +72,10 @@ def main(
         help="a question that names another entity is out of a fact's scope: a name sharing a word with the fact's "
              "subject (\"Janice Dickinson\" for \"Angie Dickinson\"), or, when the question does not name the subject, "
              "names none of which is close to it (\"Katey Sagal\" for \"Kate Winslet\")"),
+    scope_inverse: Optional[bool] = typer.Option(
+        None, "--inverse/--no-inverse",
+        help="answer a question that names a fact's object and asks its relation backwards (\"Who is the child of "
+             "Y?\" of \"X's father is Y\") with that fact"),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="answer length limit"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ..."),
 ) -> None:
@@ -81,7 +85,7 @@ def main(
                      answer_style=answer_style, context_facts=context_facts,
                      scope_final_sentence=scope_final_sentence, scope_names=scope_names,
                      scope_name_conflicts=scope_name_conflicts, scope_name_match=scope_name_match,
-                     max_new_tokens=max_new_tokens, device=device)
+                     scope_inverse=scope_inverse, max_new_tokens=max_new_tokens, device=device)
     ctx.obj = {"config": config, "overrides": overrides}
 
 

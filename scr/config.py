@@ -98,6 +98,11 @@ class Settings(BaseModel):
                           "Dickinson), or, when the question does not name the fact's subject, names none of which is "
                           "close to it (\"Katey Sagal\" for Kate Winslet); close means near in the embedder's "
                           "space, as most aliases are (evals/results/name_conflicts.md)")
+    scope_inverse: bool = Field(
+        True, description="default (subject-relation) modes: a question no fact answers that names a fact's object and "
+                          "asks its relation backwards (\"Who is the child of Y?\" of \"X's father is Y\"; "
+                          "kinship, marriage, sequence) is answered with the fact, its subject first "
+                          "(scr/inverse.py, evals/results/inverse_questions.md)")
     answer_style: Literal["paper", "object-first"] = Field(
         "object-first", description="in-scope answers: paper (the fact in context, the model answers) or "
                                     "object-first (also, when the question asks exactly the fact's relation about its "

@@ -65,7 +65,8 @@ class Engine:
                            context_facts=s.context_facts, scope_final_sentence=s.final_sentence_retry,
                            answer_final_sentence=s.answer_final_sentence,
                            retry_names=s.scope_names and s.scope_mode in SUBJECT_RELATION_MODES,
-                           name_match=s.scope_name_match)
+                           name_match=s.scope_name_match,
+                           inverse=s.scope_inverse and s.scope_mode in SUBJECT_RELATION_MODES)
 
     # Knowledge base ----------------------------------------------------------------------------------------
     def ingest(self, paths: Sequence[str | Path], skip_invalid: bool = False, progress=None,

@@ -12,6 +12,7 @@ from scr import prompts
 from scr.kb.records import FactHit, fact_object
 from scr.kb.store import KnowledgeBase
 from scr.llm.base import LLMBackend, as_chat
+from scr.inverse import InverseScope
 from scr.scope import ScopeChecker, ScopeDecision, final_sentence, shares_a_name
 
 ANSWER_STYLES = ("paper", "object-first")
@@ -64,7 +65,7 @@ class SCRPipeline:
     def __init__(self, kb: KnowledgeBase, backend: LLMBackend, scope: ScopeChecker, k: int = 5,
                  max_new_tokens: int = 48, max_question_chars: int = 4000, answer_style: str = "object-first",
                  context_facts: int = 1, scope_final_sentence: bool = True, answer_final_sentence: bool = True,
-                 retry_names: bool = False, name_match: str = "whole-name"):
+                 retry_names: bool = False, name_match: str = "whole-name", inverse: bool = False):
         if answer_style not in ANSWER_STYLES:
             raise ValueError(f"unknown answer style {answer_style!r} ({', '.join(ANSWER_STYLES)})")
         if context_facts < 1:
@@ -81,6 +82,9 @@ class SCRPipeline:
         self.answer_final_sentence = answer_final_sentence
         self.retry_names = retry_names
         self.name_match = name_match
+        # Questions no fact answers are tried as inverse questions of the facts whose object they name
+        # (scr/inverse.py); only with a scope check that compares subjects and relations.
+        self.inverse = InverseScope() if inverse else None
 
     def ask(self, question: str) -> Answer:
         return self.ask_batch([question])[0]
@@ -97,16 +101,20 @@ class SCRPipeline:
     def context(self, hits: list[FactHit], decision: ScopeDecision) -> list[FactHit]:
         """The facts the answer reads: the chosen one, then up to ``context_facts - 1`` others that passed the scope
         check, best first. A question asking exactly one fact's relation reads that fact alone."""
-        if decision.asks_object:
+        if decision.asks_object or decision.answers_subject:
             return [hits[decision.fact_index]]
         return [hits[i] for i in (decision.fact_index, *decision.others)][: self.context_facts]
 
     def answer_prompt(self, question: str, facts: list[FactHit], decision: ScopeDecision):
         """The paper's prompt with the fact(s) in context. In the object-first style, when the question asks exactly
         the fact's relation about its subject, the answer starts with the fact's object and the model goes on
-        from there (a small model reading a fact often restates the question instead of answering it)."""
+        from there (a small model reading a fact often restates the question instead of answering it); when it
+        asks the fact backwards (``answers_subject``), with the fact's subject."""
         chat = as_chat(prompts.paper_answer(context_text(facts), question))
-        start = fact_object(facts[0]) if self.answer_style == "object-first" and decision.asks_object else None
+        start = None
+        if self.answer_style == "object-first":
+            start = (fact_object(facts[0]) if decision.asks_object
+                     else facts[0].subject if decision.answers_subject else None)
         return chat + [{"role": "assistant", "content": start}] if start else chat
 
     def asked(self, question: str, decision: ScopeDecision) -> str:
@@ -138,6 +146,13 @@ class SCRPipeline:
                 for (n, last), hits, decision in zip(retry, found, self.scope.decide(lasts, found)):
                     if decision.in_scope:
                         candidates[n], decisions[n] = hits, replace(decision, question=last)
+        if self.inverse is not None:
+            todo = [n for n, d in enumerate(decisions) if not d.in_scope]
+            if todo:
+                found = self.kb.objects_named_in([questions[n] for n in todo])
+                for n, hits, decision in zip(todo, found, self.inverse.decide([questions[n] for n in todo], found)):
+                    if decision.in_scope:
+                        candidates[n], decisions[n] = hits, decision
         return candidates, decisions
 
     def ask_batch(self, questions: Sequence[str]) -> list[Answer]:

@@ -57,6 +57,9 @@ class ScopeDecision:
     # The question names the fact's subject and asks exactly its relation (subject-relation modes), so the
     # fact's object is the answer (not a step towards it, as in "the currency of the country of X").
     asks_object: bool = False
+    # The question asks the fact's relation backwards, from its object (scr/inverse.py): the fact's subject is the
+    # answer ("Who is the child of Y?" of "X's father is Y").
+    answers_subject: bool = False
     # The other candidates that passed the same check, best first: extra context when the answer may use several
     # facts (``Settings.context_facts``; sentences of one document, each holding part of an answer).
     others: tuple[int, ...] = ()
@@ -181,7 +184,7 @@ def relation_wording(text: str, subject: str) -> str:
 
 # "X, which is not Syria, is", "a child of X other than Y", "besides Y": the question asks for another value.
 # A bare "not" is left out: "Is the capital of France not Paris?" asks about the fact itself.
-_EXCLUDING = (r"(?:(?:which|that|who)\s+(?:is|are|was|were)\s+not|other than|besides|except(?:\s+for)?|"
+EXCLUDING = (r"(?:(?:which|that|who)\s+(?:is|are|was|were)\s+not|other than|besides|except(?:\s+for)?|"
               r"apart from|aside from|excluding)")
 
 
@@ -191,7 +194,7 @@ def excludes_object(question: str, obj: str | None) -> bool:
     such as children or citizenships), which the model answers as before."""
     if not obj or not obj.strip():
         return False
-    pattern = rf"\b{_EXCLUDING}\s+(?:the\s+|a\s+|an\s+)?{re.escape(obj.strip())}(?!\w)"
+    pattern = rf"\b{EXCLUDING}\s+(?:the\s+|a\s+|an\s+)?{re.escape(obj.strip())}(?!\w)"
     return re.search(pattern, question, flags=re.IGNORECASE) is not None
 
 

@@ -216,6 +216,8 @@ class SCRMethod(Method):
             if s.scope_name_conflicts:  # only when set, so that runs from before the rule keep their hash
                 info.update(scope_name_conflicts=True, scope_name_threshold=NAME_THRESHOLD,
                             scope_other_name_threshold=OTHER_NAME_THRESHOLD)
+            if s.scope_inverse:  # likewise
+                info.update(scope_inverse=True)
         if s.scope_mode == "relation-encoder":
             info.update(scope_relation_band=s.scope_relation_band)
         if s.answer_style != "paper":  # only when set, so that earlier runs keep their hash

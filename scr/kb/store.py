@@ -350,31 +350,40 @@ class KnowledgeBase:
         longest subject first. Found by name, not by similarity: a multi-hop question names the entity its chain
         starts from, but its wording is far from any single fact about it. ``score`` and ``key_score`` are the
         cosine of the fact's text and key to the text's vector (embedded here unless given)."""
-        return self._by_subject(texts, query_vectors, named=True)
+        return self._by_column(texts, query_vectors, named=True)
 
     def about(self, subjects: Sequence[str], query_vectors: np.ndarray) -> list[list[FactHit]]:
         """Per subject, the active facts (valid now) stored with exactly that subject (case-insensitive), scored
         against the matching query vector as in ``named_in``: where a chain of facts leads next."""
-        return self._by_subject(subjects, query_vectors, named=False)
+        return self._by_column(subjects, query_vectors, named=False)
 
-    def _by_subject(self, texts: Sequence[str], query_vectors: np.ndarray | None, named: bool) -> list[list[FactHit]]:
+    def objects_named_in(self, texts: Sequence[str], query_vectors: np.ndarray | None = None) -> list[list[FactHit]]:
+        """Per text, the active facts (valid now) whose OBJECT the text names as whole words, longest object first,
+        scored as in ``named_in``: the facts a question may ask backwards ("Who is the child of Y?" of "X's father
+        is Y"; scr/inverse.py)."""
+        return self._by_column(texts, query_vectors, named=True, column="object")
+
+    def _by_column(self, texts: Sequence[str], query_vectors: np.ndarray | None, named: bool,
+                   column: str = "subject") -> list[list[FactHit]]:
         texts = list(texts)
         if query_vectors is None:
             query_vectors = self.embedder.embed(texts) if texts else np.zeros((0, self.dim), np.float32)
         if len(query_vectors) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(query_vectors)} query vectors")
         now = utcnow().isoformat()
-        match = ("instr(lower(?), lower(subject)) > 0" if named else "lower(subject) = lower(?)")
+        assert column in ("subject", "object")  # a column name, never user input
+        match = (f"instr(lower(?), lower({column})) > 0" if named else f"lower({column}) = lower(?)")
         sql = (f"SELECT id, text, key, subject, relation, object, text_vec, key_vec FROM facts WHERE status='active' "
-               f"AND subject IS NOT NULL AND subject != '' AND (valid_from IS NULL OR valid_from <= ?) AND {match} "
-               f"ORDER BY length(subject) DESC, rowid")
+               f"AND {column} IS NOT NULL AND {column} != '' AND (valid_from IS NULL OR valid_from <= ?) AND {match} "
+               f"ORDER BY length({column}) DESC, rowid")
+        at = 3 if column == "subject" else 5
         results = []
         for text, qvec in zip(texts, query_vectors):
             with self._lock:
                 rows = self._db.execute(sql, (now, text)).fetchall()
             if named:  # instr() also finds "Rome" inside "Romeo": keep whole-word mentions only
                 low = text.lower()
-                rows = [r for r in rows if re.search(rf"(?<!\w){re.escape(r[3].lower())}(?!\w)", low)]
+                rows = [r for r in rows if re.search(rf"(?<!\w){re.escape(r[at].lower())}(?!\w)", low)]
             results.append([FactHit(id=r[0], text=r[1], key=r[2], subject=r[3], relation=r[4], object=r[5],
                                     score=float(np.dot(qvec, np.frombuffer(r[6], dtype=np.float32))),
                                     key_score=float(np.dot(qvec, np.frombuffer(r[7], dtype=np.float32))))
