@@ -11,7 +11,8 @@ Reads the committed evaluator reports (nothing is re-run) and writes ``evals/res
 
 The ``scr-similarity`` row is the ``scr-default`` row of the reports as committed at ``--previous`` (a git
 commit; default 35ebc27), when the default scope mode was the key-similarity gate alone: same suites, same
-commands, read with ``git show`` rather than re-run (about 80 CPU minutes).
+commands, read with ``git show`` rather than re-run (about 80 CPU minutes). Likewise ``scr-name-rules``: the
+``*_defaults`` reports at ``--shipped-previous`` (6da940d), before inverse questions became a default.
 
 The context oracle is the same answer prompt with a perfect scope decision: the ceiling any scope check can
 reach with this model. Latency per query comes from ``benchmarks/bench_scope_latency.py`` (its output file).
@@ -43,7 +44,9 @@ ROWS = [  # (method in the reports, what it is, latency-benchmark mode)
      "relation-encoder"),
     ("scr-default-object-first", "subject-relation check + object-first answers (default since 2026-11-24)",
      "subject-relation+object-first"),
-    ("scr-shipped", "as shipped: the row above + the name rules (default since 2026-11-25; "
+    ("scr-name-rules", "subject-relation check + object-first answers + the name rules (default 2026-11-25 to "
+     "2026-12-06)", "default"),
+    ("scr-shipped", "as shipped: the row above + inverse questions (default since 2026-12-06; "
      "`evals/knowedit_*_defaults.toml`)", "default"),
 ]
 METRICS = ["reliability", "generalization", "locality", "portability", "scope_accuracy", "locality_unedited",
@@ -82,7 +85,7 @@ def locality_notes() -> list[str]:
 
 
 def previous_row(commit: str, folder: str) -> dict | None:
-    """The scr-default entry of ``folder``'s report as committed at ``commit``."""
+    """The scr-default entry of ``folder``'s report as committed at ``commit`` (a row of a default since changed)."""
     path = (RESULTS / folder / "report.json").relative_to(RESULTS.parents[1])
     shown = subprocess.run(["git", "show", f"{commit}:{path.as_posix()}"], capture_output=True, text=True,
                            cwd=RESULTS.parents[1])
@@ -94,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--latency", default=str(RESULTS / "scope_latency.txt"))
     ap.add_argument("--out", default=str(RESULTS), help="folder for scr_ablation.md and .png")
     ap.add_argument("--previous", default="35ebc27", help="commit whose scr-default rows were the similarity gate")
+    ap.add_argument("--shipped-previous", default="6da940d",
+                    help="commit whose *_defaults reports were the defaults before inverse questions")
     args = ap.parse_args(argv)
     out = Path(args.out)
     latency = read_latency(Path(args.latency))
@@ -108,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         shipped = RESULTS / f"{folder}_defaults" / "report.json"  # the suite that runs every current default
         if shipped.exists():
             report["methods"]["scr-shipped"] = json.loads(shipped.read_text())["methods"].get("scr-default")
+            report["methods"]["scr-name-rules"] = previous_row(args.shipped_previous, f"{folder}_defaults")
         lines += [f"## {title}", "", "| method | configuration | " + " | ".join(METRICS) + " | x plain | wall s |",
                   "|---|---|" + "---:|" * (len(METRICS) + 2)]
         for method, what, mode in ROWS:
