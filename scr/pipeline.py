@@ -9,10 +9,10 @@ from typing import Sequence
 from pydantic import BaseModel, Field
 
 from scr import prompts
+from scr.inverse import InverseScope
 from scr.kb.records import FactHit, fact_object
 from scr.kb.store import KnowledgeBase
 from scr.llm.base import LLMBackend, as_chat
-from scr.inverse import InverseScope
 from scr.scope import ScopeChecker, ScopeDecision, final_sentence, shares_a_name
 
 ANSWER_STYLES = ("paper", "object-first")
@@ -131,7 +131,8 @@ class SCRPipeline:
         that sentence (``ScopeDecision.question``). With ``retry_names``, a fact stored without a subject takes
         part in the retry only if it names what the whole question names (``shares_a_name``): "Where is Vision
         Australia? It is located in" must not take "it may be located in another state" through its last sentence,
-        which names nothing (evals/results/docter_scale)."""
+        which names nothing (evals/results/docter_scale). With ``inverse``, a question still out of scope is tried
+        as an inverse question of the facts whose object it names (scr/inverse.py)."""
         candidates = list(candidates) if candidates is not None else self.kb.search(questions, self.k)
         decisions = self.scope.decide(questions, candidates)
         if self.scope_final_sentence:

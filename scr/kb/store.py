@@ -366,9 +366,7 @@ class KnowledgeBase:
     def _by_column(self, texts: Sequence[str], query_vectors: np.ndarray | None, named: bool,
                    column: str = "subject") -> list[list[FactHit]]:
         texts = list(texts)
-        if query_vectors is None:
-            query_vectors = self.embedder.embed(texts) if texts else np.zeros((0, self.dim), np.float32)
-        if len(query_vectors) != len(texts):
+        if query_vectors is not None and len(query_vectors) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(query_vectors)} query vectors")
         now = utcnow().isoformat()
         assert column in ("subject", "object")  # a column name, never user input
@@ -377,18 +375,23 @@ class KnowledgeBase:
                f"AND {column} IS NOT NULL AND {column} != '' AND (valid_from IS NULL OR valid_from <= ?) AND {match} "
                f"ORDER BY length({column}) DESC, rowid")
         at = 3 if column == "subject" else 5
-        results = []
-        for text, qvec in zip(texts, query_vectors):
+        found = []
+        for text in texts:
             with self._lock:
                 rows = self._db.execute(sql, (now, text)).fetchall()
             if named:  # instr() also finds "Rome" inside "Romeo": keep whole-word mentions only
                 low = text.lower()
                 rows = [r for r in rows if re.search(rf"(?<!\w){re.escape(r[at].lower())}(?!\w)", low)]
-            results.append([FactHit(id=r[0], text=r[1], key=r[2], subject=r[3], relation=r[4], object=r[5],
-                                    score=float(np.dot(qvec, np.frombuffer(r[6], dtype=np.float32))),
-                                    key_score=float(np.dot(qvec, np.frombuffer(r[7], dtype=np.float32))))
-                            for r in rows])
-        return results
+            found.append(rows)
+        if query_vectors is None:  # embedded here, and only the texts that found a fact (most find none)
+            hit = [n for n, rows in enumerate(found) if rows]
+            query_vectors = np.zeros((len(texts), self.dim), np.float32)
+            if hit:
+                query_vectors[hit] = self.embedder.embed([texts[n] for n in hit])
+        return [[FactHit(id=r[0], text=r[1], key=r[2], subject=r[3], relation=r[4], object=r[5],
+                         score=float(np.dot(qvec, np.frombuffer(r[6], dtype=np.float32))),
+                         key_score=float(np.dot(qvec, np.frombuffer(r[7], dtype=np.float32))))
+                 for r in rows] for rows, qvec in zip(found, query_vectors)]
 
     # ----- writes --------------------------------------------------------------------------------------
     def add(self, inputs: Sequence[FactInput], progress: Progress | None = None) -> IngestReport:
