@@ -54,11 +54,14 @@ def relations_said(text: str) -> list[str]:
 
 
 def fact_relation(hit: FactHit) -> str | None:
-    """The one relation of the table that the fact's key says about its subject, else None."""
+    """The one relation of the table that the fact's stored relation, or else its key, says about its subject
+    (a natural sentence's key may not say it: "Hnoss was born to in 1990", relation "father"), else None."""
     if not hit.subject:
         return None
-    said = relations_said(relation_wording(hit.key or hit.text, hit.subject))
-    return said[0] if len(said) == 1 else None
+    for form in ([hit.relation] if hit.relation else []) + [relation_wording(hit.key or hit.text, hit.subject)]:
+        if len(said := relations_said(form)) == 1:
+            return said[0]
+    return None
 
 
 def names_whole(text: str, name: str) -> bool:

@@ -361,3 +361,17 @@ def test_console_script_in_a_fresh_process(tmp_path, facts_file):
     assert record["in_scope"] and "Priya Natarajan" in record["answer"]
     missing = subprocess.run([exe, "--kb", str(kb), "kb", "show", "nope"], env=env, capture_output=True, text=True)
     assert missing.returncode == 1 and "unknown fact id" in missing.stderr
+
+
+def test_inverse_questions_from_the_command_line(tmp_path, monkeypatch):
+    """`scr ask` answers a question asked backwards from a fact's object (the default); `--no-inverse` and
+    SCR_SCOPE_INVERSE=false leave it to the model as before."""
+    kb = tmp_path / "kb"
+    scr("--kb", str(kb), "kb", "add", "--text", "The father of Hnoss Mallory is Joktan Verel.", "--subject",
+        "Hnoss Mallory", "--relation", "father", "--object", "Joktan Verel")
+    question = "Who is the daughter of Joktan Verel?"
+    answer = ask_json(kb, question)
+    assert answer["in_scope"] and answer["answer"].startswith("Hnoss Mallory")
+    assert not ask_json(kb, question, "--no-inverse")["in_scope"]
+    monkeypatch.setenv("SCR_SCOPE_INVERSE", "false")
+    assert not ask_json(kb, question)["in_scope"]

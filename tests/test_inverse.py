@@ -32,6 +32,10 @@ def test_the_relation_a_fact_says():
     # two relations of the table (a question through two facts): no single inverse
     two = fact("The father of the spouse of Lee Ash is Tom Ash.", "Lee Ash", "Tom Ash")
     assert fact_relation(two) is None
+    # A natural sentence whose key does not say the relation: the stored relation does.
+    born = FactHit(id="b", text="Hnoss was born to Joktan in 1990.", score=0.0, key_score=0.0, subject="Hnoss",
+                   object="Joktan", relation="father", key="Hnoss was born to in 1990")
+    assert fact_relation(born) == "parent" and asks_inverse("Who is the son of Joktan?", born)
 
 
 @pytest.mark.parametrize("question, hit, expected", [
