@@ -3,7 +3,8 @@
     python benchmarks/bench_scope_latency.py [--cases 839] [--questions 40] [--modes subject-relation,relation-encoder,similarity,encoder,paper]
 
 A mode may name an answer style after a "+" (``subject-relation+paper``, ``subject-relation+object-first``);
-without one it runs with the default style (object-first since 2026-11-24).
+without one it runs with the default style (object-first since 2026-11-24). ``+no-inverse`` turns inverse
+questions off (``default+no-inverse``; on by default since 2026-12-06).
 
 A knowledge base holds the facts of the first --cases cases of KnowEdit WikiData_counterfact test (the
 evaluator's sequential N = all); the questions are an even mix of those cases' edit prompts (in scope) and
@@ -57,8 +58,10 @@ def main() -> None:
         print(f"{'configuration':<30} {'median s':>9} {'x plain':>8}  stages (median s)")
         print(f"{'plain answer':<30} {plain_median:>9.3f} {1.0:>8.2f}")
         for label in args.modes.split(","):
-            mode, _, style = label.partition("+")
-            update = {"scope_mode": mode, **({"answer_style": style} if style else {})}
+            mode, *options = label.split("+")
+            update = {"scope_mode": mode}
+            for option in options:
+                update.update({"scope_inverse": False} if option == "no-inverse" else {"answer_style": option})
             engine = Engine(base.settings.model_copy(update=update), backend=base.backend, embedder=base.embedder)
             engine.ask(questions[0])  # warm-up (loads the scope encoder in the encoder mode)
             totals, stages = [], {}

@@ -45,7 +45,7 @@ ROWS = [  # (method in the reports, what it is, latency-benchmark mode)
     ("scr-default-object-first", "subject-relation check + object-first answers (default since 2026-11-24)",
      "subject-relation+object-first"),
     ("scr-name-rules", "subject-relation check + object-first answers + the name rules (default 2026-11-25 to "
-     "2026-12-06)", "default"),
+     "2026-12-06)", "default+no-inverse"),
     ("scr-shipped", "as shipped: the row above + inverse questions (default since 2026-12-06; "
      "`evals/knowedit_*_defaults.toml`)", "default"),
 ]
@@ -141,6 +141,14 @@ def main(argv: list[str] | None = None) -> None:
               "  object-first rows ran at one thread beside two other jobs, so their wall s is not comparable;",
               "  x plain, measured with the other jobs paused, is: the object is already written, the model",
               "  continues briefly and stops (0.63x against 0.89x for the paper's prompt in the same run).",
+              "- scr-shipped (2026-12-06) ran beside test runs and experiments, so its wall s is not comparable",
+              "  either; its x plain comes from the latency benchmark run alone (0.80x; 0.78x without inverse",
+              "  questions in the same run, whose object lookup adds ~5 ms to the scope stage).",
+              "- Inverse questions (scr-name-rules -> scr-shipped): a question that names a fact's object and asks",
+              "  its relation backwards (kinship, marriage, sequence) is answered with the fact, subject first.",
+              "  The relation table was written from WikiData_counterfact train and fires on no other train probe",
+              "  (`inverse_questions.md`, `python evals/inverse_questions.py`). It moves only portability",
+              "  (Logical_Generalization: ZsRE 91.4) and the in-scope side of scope accuracy.",
               "- x plain below 1: answers with a fact in context end sooner than the plain model's, which often",
               "  restates the prompt up to the 24-token limit.",
               "- Answer prompting, measured on the train splits with a perfect scope decision: the paper's prompt",
@@ -156,7 +164,10 @@ def main(argv: list[str] | None = None) -> None:
               "  too weak to decide them (`type_fit.md`, `python evals/type_fit_experiment.py --limit 300`).",
               "- Tried, not adopted: accepting a same-subject question that shares one relation word with the fact",
               "  at a lower relation cosine: on train it lets more other-relation prompts through than it wins",
-              "  paraphrases (`shared_word_rule.md`, `python evals/shared_word_rule.py`).", ""]
+              "  paraphrases (`shared_word_rule.md`, `python evals/shared_word_rule.py`).",
+              "- Tried, not adopted: the LLM asked whether two wordings ask the same relation (yes/no log-odds):",
+              "  ROC AUC near chance on CounterFact train relation templates, below chance where the cosine is",
+              "  unsure (`paraphrase_judge.md`, `python evals/paraphrase_judge.py`).", ""]
     (out / "scr_ablation.md").write_text("\n".join(lines))
 
     fig, axes = plt.subplots(1, len(table), figsize=(7 * len(table), 4), squeeze=False)
