@@ -70,7 +70,7 @@ def main() -> None:
              f"{roc_auc_score(y[band], judge[band]):.3f} |", "",
              "Reading: the model's yes/no carries almost no signal about whether two wordings ask the same relation, "
              "and none in the band where the cosine is unsure, so it is not used.", "",
-             f"Wall time {time.time() - start:.0f} s (2 cores, beside an evaluation run)."]
+             f"Wall time {time.time() - start:.0f} s (2 cores)."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
