@@ -44,7 +44,7 @@ from scr.evaluation.config import split_names, validated
 from scr.evaluation.data import Case, Probe, file_digest, resolve_data
 from scr.evaluation.jsonl_log import append_session, reported_command
 from scr.evaluation.memo import MemoBackend
-from scr.evaluation.methods import Method, Query, kind_of, make_method
+from scr.evaluation.methods import Method, Query, kind_of, make_method, method_names_valid
 from scr.evaluation.metrics import contains
 from scr.evaluation.mquake import MultiHopCase, load_mquake
 from scr.evaluation.runner import PeakMemory, Records, _hash, memo_backend, method_slug
@@ -82,7 +82,9 @@ class MultiHopConfig(BaseModel):
 
 
 def make_multihop_config(**fields) -> MultiHopConfig:
-    return validated(MultiHopConfig, "multi-hop", fields)
+    config = validated(MultiHopConfig, "multi-hop", fields)
+    method_names_valid(config.methods)  # before any method runs: a long run must not end on a typo
+    return config
 
 
 # ----- scoring -------------------------------------------------------------------------------------------------------
