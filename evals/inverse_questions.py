@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from scr.evaluation.data import data_dir, load_cases
-from scr.inverse import InverseScope, names_whole
+from scr.inverse import InverseScope
+from scr.names import names_whole
 from scr.kb.records import FactHit, fact_key
 
 SPLITS = (("train", "knowedit/wiki_counterfact_train.json"), ("train", "counterfact/counterfact_train.json"),

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from scr.kb.records import FactHit, fact_object
+from scr.names import names_whole
 from scr.scope import EXCLUDING, ScopeDecision, excludes_object, relation_words, relation_wording
 
 
@@ -62,12 +63,6 @@ def fact_relation(hit: FactHit) -> str | None:
         if len(said := relations_said(form)) == 1:
             return said[0]
     return None
-
-
-def names_whole(text: str, name: str) -> bool:
-    """Does ``text`` hold ``name`` as whole words (any case)?"""
-    name = name.strip()
-    return bool(name) and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE) is not None
 
 
 def asks_inverse(question: str, hit: FactHit) -> bool:

@@ -22,6 +22,12 @@ _CONNECTIVE = "(?:" + "|".join(NAME_CONNECTIVES) + ")"
 _NAME = re.compile(_WORD + r"(?:\s+(?:" + _CONNECTIVE + r"\s+)?" + _WORD + ")*")
 
 
+def names_whole(text: str, name: str) -> bool:
+    """Does ``text`` hold ``name`` as whole words, any case ("Rome" is in "Rome's", not in "Romeo")?"""
+    name = name.strip().lower()
+    return bool(name) and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text.lower()) is not None
+
+
 def find_names(text: str, openers: frozenset[str] | set[str] = _NOT_NAMES) -> list[str]:
     """The names a text uses: runs of capitalised words (or numbers), without a leading sentence-opening or function
     word (``openers``: "The", "However") and a trailing possessive or period."""

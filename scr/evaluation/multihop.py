@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import shlex
 import sys
 import time
@@ -48,6 +47,7 @@ from scr.evaluation.methods import Method, Query, kind_of, make_method, method_n
 from scr.evaluation.metrics import contains
 from scr.evaluation.mquake import MultiHopCase, load_mquake
 from scr.evaluation.runner import PeakMemory, Records, _hash, memo_backend, method_slug
+from scr.names import names_whole
 
 Log = Callable[[str], None]
 DEFAULT_DATA = "multihop/MQuAKE-hard.json"
@@ -95,8 +95,7 @@ def mentions(answer: str, aliases) -> bool:
 
 def mentions_word(answer: str, aliases) -> bool:
     """Stricter: any alias occurs as whole words (not inside a longer word: "ar" is not found in "are")."""
-    low = answer.lower()
-    return any(a.strip() and re.search(rf"(?<!\w){re.escape(a.strip().lower())}(?!\w)", low) for a in aliases)
+    return any(names_whole(answer, a) for a in aliases)
 
 
 def _edit_indexes(texts, case: MultiHopCase) -> list[int]:

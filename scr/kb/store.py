@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import re
 import sqlite3
 import threading
 import uuid
@@ -30,6 +29,7 @@ import numpy as np
 from scr.kb.index import ChromaIndex, FaissIndex, VectorIndex
 from scr.kb.records import Fact, FactEvent, FactHit, FactInput, fact_key, normalize_text, utcnow
 from scr.models import DEFAULT_EMBEDDER, canonical_embedder
+from scr.names import names_whole
 
 FORMAT = "scr-kb"
 FORMAT_VERSION = 1
@@ -380,8 +380,7 @@ class KnowledgeBase:
             with self._lock:
                 rows = self._db.execute(sql, (now, text)).fetchall()
             if named:  # instr() also finds "Rome" inside "Romeo": keep whole-word mentions only
-                low = text.lower()
-                rows = [r for r in rows if re.search(rf"(?<!\w){re.escape(r[at].lower())}(?!\w)", low)]
+                rows = [r for r in rows if names_whole(text, r[at])]
             found.append(rows)
         if query_vectors is None:  # embedded here, and only the texts that found a fact (most find none)
             hit = [n for n, rows in enumerate(found) if rows]
